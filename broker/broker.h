@@ -1,0 +1,70 @@
+// The broker's side of the IPC boundary: decode, re-validate, dispatch through one table,
+// reply. Handlers are Broker::Handle<Op>; the frontend's stubs are BrokerClient::<Op>
+// (frontend/broker_client.h), so one grep shows both sides of each operation.
+//
+// Called from the broker's main loop (ReceiveOne) and from worker threads (the handlers).
+// Anything malformed is a protocol error: the main loop logs it, closes the channel and
+// exits, because only a compromised frontend sends such bytes.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "broker.pb.h"
+#include "broker/vault_backend.h"
+#include "broker/worker_pool.h"
+#include "shared/ipc.h"
+
+namespace vkms::broker {
+
+class Broker {
+ public:
+  // Longest deadline a request may carry; the apiserver's default is 3 s.
+  static constexpr uint32_t kMaxTimeoutMs = 60000;
+
+  Broker(VaultBackend* backend, WorkerPool* pool, int ipc_fd);
+
+  // Receives one datagram and dispatches it (Vault work goes to the pool).
+  ipc::RecvStatus ReceiveOne(std::string* error);
+
+  // Asks the frontend to stop accepting and drain (ipc::Shutdown). Returns false if the
+  // channel is already gone.
+  bool SendShutdown();
+
+  // Entry point for tests and the fuzz target: dispatch an already-decoded request.
+  // Returns false (protocol error) if it is not acceptable at all.
+  bool Dispatch(const ipc::Request& request, std::string* error);
+
+  // The message table, for `make audit` and tests: op name, whether it reaches Vault.
+  struct TableRow {
+    const char* name;
+    bool calls_vault;
+  };
+  static std::vector<TableRow> MessageTable();
+
+ private:
+  using Handler = void (Broker::*)(const ipc::Request&, Deadline, ipc::Reply*);
+  struct Entry {
+    ipc::Request::OpCase op;
+    const char* name;
+    bool calls_vault;  // true: runs on a worker thread; false: answered inline from cache
+    Handler handler;
+  };
+  static const Entry kDispatch[];
+
+  void HandleEncrypt(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
+  void HandleDecrypt(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
+  void HandleStatus(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
+  void HandleStats(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
+
+  void Run(const Entry& entry, const ipc::Request& req, Deadline deadline);
+  void SendReply(const ipc::Reply& reply);
+
+  VaultBackend* backend_;
+  WorkerPool* pool_;
+  int ipc_fd_;
+  std::atomic<uint64_t> requests_{0};
+};
+
+}  // namespace vkms::broker

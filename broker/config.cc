@@ -1,0 +1,308 @@
+#include "broker/config.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "shared/log.h"
+
+namespace vkms::broker {
+namespace {
+
+// Names and mounts end up in the key_id (<= 1024 bytes) and in URL paths.
+constexpr size_t kMaxName = 128;
+
+bool ValidVaultName(const std::string& s, bool allow_slash) {
+  if (s.empty() || s.size() > kMaxName || s.front() == '/' || s.back() == '/') return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || (allow_slash && c == '/');
+    if (!ok) return false;
+  }
+  return s.find("..") == std::string::npos && s.find("//") == std::string::npos;
+}
+
+bool ParseUser(const std::string& text, UserSpec* out) {
+  std::string user = text, group;
+  size_t colon = text.find(':');
+  if (colon != std::string::npos) {
+    user = text.substr(0, colon);
+    group = text.substr(colon + 1);
+  }
+  unsigned long long n;
+  if (flags::ParseUint(user, 0xfffffffeULL, &n)) {
+    out->uid = static_cast<uid_t>(n);
+    struct passwd* pw = getpwuid(out->uid);
+    out->gid = pw != nullptr ? pw->pw_gid : static_cast<gid_t>(n);
+  } else {
+    struct passwd* pw = getpwnam(user.c_str());
+    if (pw == nullptr) return false;
+    out->uid = pw->pw_uid;
+    out->gid = pw->pw_gid;
+  }
+  if (!group.empty()) {
+    if (flags::ParseUint(group, 0xfffffffeULL, &n)) {
+      out->gid = static_cast<gid_t>(n);
+    } else {
+      struct group* gr = getgrnam(group.c_str());
+      if (gr == nullptr) return false;
+      out->gid = gr->gr_gid;
+    }
+  }
+  return true;
+}
+
+ParseResult Fail(std::string* message, const std::string& text) {
+  *message = text;
+  return ParseResult::kError;
+}
+
+}  // namespace
+
+const std::vector<flags::Spec>& BrokerFlagSpecs() {
+  static const std::vector<flags::Spec> specs = {
+      {"socket", "", "unix:///opt/kms/vault-kms.sock",
+       "KMS v2 socket: unix:///path, unix:///@abstract, or a bare absolute path"},
+      {"socket-mode", "", "0660", "permissions of the socket file (octal)"},
+      {"socket-group", "", "", "group (name or gid) owning the socket file"},
+      {"allowed-peer-uids", "", "",
+       "comma-separated uids allowed to call (SO_PEERCRED); empty = any"},
+      {"vault-addr", "VAULT_ADDR", "",
+       "Vault address(es), https://host:port; several = failover in order", false, true},
+      {"vault-ca-file", "VAULT_CACERT", "", "PEM CA bundle to verify Vault"},
+      {"vault-ca-path", "VAULT_CAPATH", "", "directory of hashed CA certificates"},
+      {"vault-tls-server-name", "VAULT_TLS_SERVER_NAME", "",
+       "TLS server name (SNI) to expect from Vault"},
+      {"vault-client-cert", "VAULT_CLIENT_CERT", "", "client certificate (PEM) for TLS to Vault"},
+      {"vault-client-key", "VAULT_CLIENT_KEY", "", "client key (PEM) for TLS to Vault"},
+      {"vault-namespace", "VAULT_NAMESPACE", "", "Vault Enterprise namespace of the transit mount"},
+      {"vault-auth-namespace", "", "", "namespace of the auth mount (default: --vault-namespace)"},
+      {"transit-mount", "", "transit", "path of the Transit secrets engine"},
+      {"transit-key", "", "kms", "name of the Transit key"},
+      {"auth-method", "", "approle", "approle or token"},
+      {"approle-mount", "", "approle", "path of the AppRole auth method"},
+      {"approle-role-id", "", "", "AppRole role-id (prefer --approle-role-id-file)"},
+      {"approle-role-id-file", "", "", "file holding the AppRole role-id"},
+      {"approle-secret-id-file", "", "",
+       "file holding the AppRole secret-id (read at every login)"},
+      {"token-file", "", "", "file holding a Vault token (--auth-method=token)"},
+      {"key-refresh-interval", "", "30s", "how often key metadata is re-read from Vault"},
+      {"metrics-listen", "", "127.0.0.1:8080", "host:port for /metrics, /healthz, /readyz"},
+      {"log-level", "", "info", "debug, info, warning or error"},
+      {"broker-user", "", "65532", "user[:group] the broker runs as when started as root"},
+      {"frontend-user", "", "65533", "user[:group] the frontend runs as when started as root"},
+      {"version", "", "", "print the version and exit", true},
+      {"help", "", "", "print this help and exit", true},
+  };
+  return specs;
+}
+
+ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig* c,
+                             std::string* message) {
+  flags::Parsed p;
+  std::vector<std::string> positional;
+  std::string err;
+  if (!flags::Parse(
+          BrokerFlagSpecs(), args, [](const char* n) { return getenv(n); }, &p, &positional,
+          &err)) {
+    return Fail(message, err);
+  }
+  if (p.GetBool("help")) {
+    *message = flags::Usage("vault-kms-broker", "[flags]", BrokerFlagSpecs());
+    return ParseResult::kHelp;
+  }
+  if (p.GetBool("version")) {
+    *message = std::string("vault-kms ") + VKMS_VERSION;
+    return ParseResult::kVersion;
+  }
+  if (!positional.empty()) {
+    return Fail(message, "unexpected argument \"" + positional.front() + "\" (see --help)");
+  }
+
+  // --socket
+  std::string sock = p.GetOr("socket", "");
+  if (sock.rfind("unix://", 0) == 0) sock = sock.substr(7);
+  if (sock.rfind("/@", 0) == 0) {
+    c->abstract_socket = true;
+    sock = std::string(1, '\0') + sock.substr(2);
+    if (sock.size() < 2) return Fail(message, "--socket: empty abstract socket name");
+  } else if (sock.empty() || sock[0] != '/') {
+    return Fail(message,
+                "--socket: must be unix:///absolute/path, unix:///@name or an absolute path");
+  }
+  if (sock.size() >= sizeof(sockaddr_un::sun_path)) {
+    return Fail(message, "--socket: path longer than " +
+                             std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
+  }
+  c->socket_path = sock;
+
+  unsigned long long n;
+  std::string mode = p.GetOr("socket-mode", "");
+  {
+    char* end = nullptr;
+    long m = strtol(mode.c_str(), &end, 8);
+    if (mode.empty() || *end != '\0' || m < 0 || m > 0777) {
+      return Fail(message,
+                  "--socket-mode: expected an octal mode such as 0660, got \"" + mode + "\"");
+    }
+    if (m & 0007) {
+      return Fail(message, "--socket-mode: " + mode +
+                               " gives access to all local users; drop the \"other\" bits");
+    }
+    c->socket_mode = static_cast<mode_t>(m);
+  }
+  if (auto g = p.Get("socket-group")) {
+    if (flags::ParseUint(*g, 0xfffffffeULL, &n)) {
+      c->socket_gid = static_cast<gid_t>(n);
+    } else {
+      struct group* gr = getgrnam(g->c_str());
+      if (gr == nullptr) return Fail(message, "--socket-group: no such group \"" + *g + "\"");
+      c->socket_gid = gr->gr_gid;
+    }
+  }
+  if (auto u = p.Get("allowed-peer-uids")) {
+    for (const auto& item : flags::SplitList(*u)) {
+      if (!flags::ParseUint(item, 0xfffffffeULL, &n)) {
+        return Fail(message, "--allowed-peer-uids: \"" + item + "\" is not a numeric uid");
+      }
+      c->allowed_peer_uids.push_back(static_cast<uid_t>(n));
+    }
+    c->allowed_peer_uids_text = *u;
+  }
+
+  // Vault connection.
+  VaultConfig& v = c->vault;
+  v.addrs = p.GetAll("vault-addr");
+  if (v.addrs.empty()) return Fail(message, "--vault-addr: required (or set VAULT_ADDR)");
+  for (auto& a : v.addrs) {
+    while (!a.empty() && a.back() == '/') a.pop_back();
+    if (a.rfind("https://", 0) != 0 || a.size() <= 8) {
+      return Fail(message, "--vault-addr: \"" + a +
+                               "\" must be an https:// URL (Vault traffic is never sent in clear)");
+    }
+    if (a.find_first_of(" \t\r\n?#@") != std::string::npos) {
+      return Fail(message,
+                  "--vault-addr: \"" + a +
+                      "\" must be scheme://host[:port] with no credentials, query or fragment");
+    }
+  }
+  v.ca_file = p.GetOr("vault-ca-file", "");
+  v.ca_path = p.GetOr("vault-ca-path", "");
+  v.tls_server_name = p.GetOr("vault-tls-server-name", "");
+  v.client_cert = p.GetOr("vault-client-cert", "");
+  v.client_key = p.GetOr("vault-client-key", "");
+  if (v.client_cert.empty() != v.client_key.empty()) {
+    return Fail(message, "--vault-client-cert and --vault-client-key must be given together");
+  }
+  for (const char* f : {"vault-ca-file", "vault-client-cert", "vault-client-key"}) {
+    auto path = p.Get(f);
+    if (path && access(path->c_str(), R_OK) != 0) {
+      return Fail(message, std::string("--") + f + ": cannot read " + *path);
+    }
+  }
+  v.ns = p.GetOr("vault-namespace", "");
+  v.auth_ns = p.GetOr("vault-auth-namespace", v.ns);
+  for (const char* f : {"vault-namespace", "vault-auth-namespace"}) {
+    auto val = p.Get(f);
+    if (val && !val->empty() && !ValidVaultName(*val, true)) {
+      return Fail(message,
+                  std::string("--") + f + ": \"" + *val + "\" is not a valid namespace path");
+    }
+  }
+  v.transit_mount = p.GetOr("transit-mount", "");
+  if (!ValidVaultName(v.transit_mount, true)) {
+    return Fail(message, "--transit-mount: \"" + v.transit_mount + "\" is not a valid mount path");
+  }
+  v.transit_key = p.GetOr("transit-key", "");
+  if (!ValidVaultName(v.transit_key, false)) {
+    return Fail(message, "--transit-key: \"" + v.transit_key + "\" is not a valid key name");
+  }
+
+  // Authentication: paths to credentials only, never the secrets themselves.
+  std::string method = p.GetOr("auth-method", "");
+  if (method == "approle") {
+    v.auth_method = AuthMethod::kAppRole;
+    v.approle_mount = p.GetOr("approle-mount", "");
+    if (!ValidVaultName(v.approle_mount, true)) {
+      return Fail(message,
+                  "--approle-mount: \"" + v.approle_mount + "\" is not a valid mount path");
+    }
+    v.role_id = p.GetOr("approle-role-id", "");
+    v.role_id_file = p.GetOr("approle-role-id-file", "");
+    if (v.role_id.empty() == v.role_id_file.empty()) {
+      return Fail(message, "--approle-role-id or --approle-role-id-file: give exactly one");
+    }
+    v.secret_id_file = p.GetOr("approle-secret-id-file", "");
+    if (v.secret_id_file.empty()) {
+      return Fail(message, "--approle-secret-id-file: required with --auth-method=approle");
+    }
+    if (v.secret_id_file[0] != '/' || (!v.role_id_file.empty() && v.role_id_file[0] != '/')) {
+      return Fail(message,
+                  "--approle-secret-id-file/--approle-role-id-file: must be absolute paths");
+    }
+    if (p.Given("token-file")) return Fail(message, "--token-file: only with --auth-method=token");
+  } else if (method == "token") {
+    v.auth_method = AuthMethod::kToken;
+    v.token_file = p.GetOr("token-file", "");
+    if (v.token_file.empty() || v.token_file[0] != '/') {
+      return Fail(message, "--token-file: an absolute path is required with --auth-method=token");
+    }
+    if (p.Given("approle-secret-id-file") || p.Given("approle-role-id") ||
+        p.Given("approle-role-id-file")) {
+      return Fail(message, "--approle-*: only with --auth-method=approle");
+    }
+  } else {
+    return Fail(message, "--auth-method: expected approle or token, got \"" + method + "\"");
+  }
+
+  std::chrono::milliseconds refresh;
+  std::string refresh_text = p.GetOr("key-refresh-interval", "");
+  if (!flags::ParseDuration(refresh_text, &refresh) || refresh < std::chrono::seconds(1) ||
+      refresh > std::chrono::hours(24)) {
+    return Fail(
+        message,
+        "--key-refresh-interval: expected a duration between 1s and 24h such as 30s, got \"" +
+            refresh_text + "\"");
+  }
+  v.key_refresh_interval = refresh;
+
+  c->metrics_listen = p.GetOr("metrics-listen", "");
+  {
+    const std::string& m = c->metrics_listen;
+    size_t colon = m.rfind(':');
+    unsigned long long port;
+    if (colon == std::string::npos || colon == 0 ||
+        !flags::ParseUint(m.substr(colon + 1), 65535, &port) ||
+        m.find_first_of(" /,") != std::string::npos) {
+      return Fail(message,
+                  "--metrics-listen: expected host:port such as 127.0.0.1:8080, got \"" + m + "\"");
+    }
+  }
+  c->log_level = p.GetOr("log-level", "");
+  if (!log::ValidLevel(c->log_level)) {
+    return Fail(message, "--log-level: expected debug, info, warning or error, got \"" +
+                             c->log_level + "\"");
+  }
+  if (!ParseUser(p.GetOr("broker-user", ""), &c->broker_user)) {
+    return Fail(message,
+                "--broker-user: unknown user or group \"" + p.GetOr("broker-user", "") + "\"");
+  }
+  if (!ParseUser(p.GetOr("frontend-user", ""), &c->frontend_user)) {
+    return Fail(message,
+                "--frontend-user: unknown user or group \"" + p.GetOr("frontend-user", "") + "\"");
+  }
+  if (geteuid() == 0 && (c->broker_user.uid == 0 || c->frontend_user.uid == 0)) {
+    return Fail(message, "--broker-user/--frontend-user: refusing to run either process as root");
+  }
+  if (geteuid() == 0 && c->broker_user.uid == c->frontend_user.uid) {
+    return Fail(message,
+                "--frontend-user: must differ from --broker-user, or the frontend could read the "
+                "broker's files");
+  }
+  return ParseResult::kOk;
+}
+
+}  // namespace vkms::broker

@@ -1,0 +1,220 @@
+// vault-kms-broker: the entry point an operator starts. Reads top to bottom in the start-up
+// order of DESIGN.md: flags → listening socket → frontend → lockdown → Vault → serve.
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "broker/broker.h"
+#include "broker/config.h"
+#include "broker/listen_socket.h"
+#include "broker/lockdown.h"
+#include "broker/spawn.h"
+#include "broker/vault_backend.h"
+#include "broker/worker_pool.h"
+#include "shared/log.h"
+
+namespace vkms::broker {
+namespace {
+
+constexpr int kExitFrontendDied = 1;
+constexpr int kExitStartup = 1;
+constexpr int kExitProtocolError = 3;
+constexpr auto kShutdownGrace = std::chrono::seconds(10);
+
+// The role-id may be given as a flag value; overwrite it in place so /proc/PID/cmdline no
+// longer shows it once parsing is done.
+void ScrubArgv(int argc, char** argv) {
+  const std::string flag = "--approle-role-id";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == flag && i + 1 < argc) {
+      memset(argv[i + 1], 'x', strlen(argv[i + 1]));
+    } else if (a.rfind(flag + "=", 0) == 0) {
+      memset(argv[i] + flag.size() + 1, 'x', a.size() - flag.size() - 1);
+    }
+  }
+}
+
+std::string DescribeExit(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    if (sig == SIGSYS) return "killed by seccomp (SIGSYS)";
+    return "killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+  }
+  return "stopped with status " + std::to_string(status);
+}
+
+int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess& frontend,
+          int sigfd) {
+  VaultBackend backend(config.vault);
+  backend.Start();
+  WorkerPool pool(config.vault.workers, 4096);
+  Broker broker(&backend, &pool, frontend.ipc_fd);
+  log::Info("broker serving",
+            {{"socket", sock->display_path()}, {"frontend_pid", std::to_string(frontend.pid)}});
+
+  bool shutting_down = false;
+  bool ipc_open = true;
+  int exit_code = 0;
+  auto grace_end = Clock::now();
+  for (;;) {
+    struct pollfd fds[2] = {{sigfd, POLLIN, 0}, {ipc_open ? frontend.ipc_fd : -1, POLLIN, 0}};
+    int timeout = -1;
+    if (shutting_down) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(grace_end - Clock::now());
+      timeout = static_cast<int>(std::max<long long>(0, left.count()));
+    }
+    int n = poll(fds, 2, timeout);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 && shutting_down) {
+      // The frontend runs as another uid, so the broker cannot kill it; its parent-death
+      // signal (SIGKILL) does that as soon as the broker exits.
+      log::Warning("frontend did not stop within the grace period; exiting without it");
+      exit_code = kExitFrontendDied;
+      break;
+    }
+    if (fds[0].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      if (read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+        if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !shutting_down) {
+          log::Info("shutting down: stopping the frontend, draining in-flight calls");
+          shutting_down = true;
+          grace_end = Clock::now() + kShutdownGrace;
+          if (!broker.SendShutdown()) {
+            log::Warning("cannot reach the frontend to stop it; exiting without it");
+            exit_code = kExitFrontendDied;
+            break;
+          }
+        }
+        int status;
+        if (waitpid(frontend.pid, &status, WNOHANG) == frontend.pid) {
+          bool clean = shutting_down && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+          if (clean) {
+            log::Info("frontend stopped");
+          } else {
+            log::Error("frontend " + DescribeExit(status) + "; removing the socket and exiting");
+            exit_code = kExitFrontendDied;
+          }
+          break;
+        }
+      }
+    }
+    if (ipc_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      std::string error;
+      ipc::RecvStatus st = broker.ReceiveOne(&error);
+      if (st == ipc::RecvStatus::kProtocolError) {
+        // Only a compromised frontend sends malformed bytes: stop talking to it at once. It
+        // dies with the broker (parent-death signal) and sees the channel close anyway.
+        log::Error("protocol error from the frontend; closing the channel and exiting",
+                   {{"error", error}});
+        exit_code = kExitProtocolError;
+        break;
+      }
+      if (st != ipc::RecvStatus::kOk) {
+        // The frontend closed its end; its exit status arrives through SIGCHLD.
+        ipc_open = false;
+        if (!shutting_down) {
+          shutting_down = true;
+          grace_end = Clock::now() + std::chrono::seconds(5);
+          exit_code = kExitFrontendDied;
+        }
+      }
+    }
+  }
+  close(frontend.ipc_fd);
+  sock->Remove();
+  pool.Drain();
+  backend.Stop();
+  log::Info("broker exiting", {{"code", std::to_string(exit_code)}});
+  return exit_code;
+}
+
+int Main(int argc, char** argv) {
+  // 1. Flags: any error is one line naming the flag, exit 2.
+  BrokerConfig config;
+  std::string message;
+  switch (ParseBrokerFlags(std::vector<std::string>(argv + 1, argv + argc), &config, &message)) {
+    case ParseResult::kHelp:
+    case ParseResult::kVersion:
+      printf("%s\n", message.c_str());
+      return 0;
+    case ParseResult::kError:
+      fprintf(stderr, "vault-kms-broker: %s\n", message.c_str());
+      return 2;
+    case ParseResult::kOk:
+      break;
+  }
+  ScrubArgv(argc, argv);
+  log::Init("vault-kms-broker", config.log_level);
+  const bool root = geteuid() == 0;
+
+  // Signals are read from a signalfd in the main loop; block them before any thread exists.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  int sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+  if (sigfd < 0) {
+    log::Error(std::string("signalfd: ") + strerror(errno));
+    return kExitStartup;
+  }
+
+  // 2. The listening socket, created by the broker (stale-socket rule, mode, group).
+  std::string error;
+  auto sock =
+      ListenSocket::Create(config.socket_path, config.socket_mode, config.socket_gid, &error);
+  if (!sock) {
+    log::Error(error);
+    return kExitStartup;
+  }
+
+  // 3. The frontend: socketpair, fork, exec, as the frontend user.
+  FrontendSpec spec;
+  spec.path = SelfDirectory() + "/vault-kms-frontend";
+  spec.args = {"--log-level=" + config.log_level, "--metrics-listen=" + config.metrics_listen};
+  if (!config.allowed_peer_uids_text.empty()) {
+    spec.args.push_back("--allowed-peer-uids=" + config.allowed_peer_uids_text);
+  }
+  spec.listen_fd = sock->fd();
+  spec.switch_user = root;
+  spec.uid = config.frontend_user.uid;
+  spec.gid = config.frontend_user.gid;
+  FrontendProcess frontend;
+  if (!SpawnFrontend(spec, &frontend, &error)) {
+    log::Error(error);
+    sock->Remove();
+    return kExitStartup;
+  }
+  close(sock->fd());  // only the frontend accepts; the broker keeps the path to remove it
+
+  // 4-6. The broker's own lockdown, before it reads any credential.
+  if (!LockDownBroker(config, root, &error)) {
+    log::Error("lockdown failed: " + error);
+    kill(frontend.pid, SIGKILL);
+    sock->Remove();
+    return kExitStartup;
+  }
+
+  // 7. Log in, read key metadata, serve IPC (login and metadata retry in the background).
+  return Serve(config, &*sock, frontend, sigfd);
+}
+
+}  // namespace
+}  // namespace vkms::broker
+
+int main(int argc, char** argv) {
+  return vkms::broker::Main(argc, argv);
+}

@@ -1,0 +1,34 @@
+// Starting the frontend (DESIGN.md start-up step 3). Called from main() only, while the
+// broker is still single-threaded, so fork() is safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace vkms::broker {
+
+struct FrontendSpec {
+  std::string path;               // executable, resolved next to the broker's own binary
+  std::vector<std::string> args;  // non-secret flags only
+  int listen_fd = -1;             // becomes ipc::kFrontendListenFd in the child
+  bool switch_user = false;       // true when the broker was started as root
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+struct FrontendProcess {
+  pid_t pid = -1;
+  int ipc_fd = -1;  // the broker's end of the SOCK_SEQPACKET pair
+};
+
+// socketpair(AF_UNIX, SOCK_SEQPACKET) + fork + exec. In the child: the IPC end and the
+// listening socket at fixed fd numbers, every other fd closed, an empty environment, the
+// frontend uid/gid with no capabilities (when root), and SIGKILL if the broker dies.
+bool SpawnFrontend(const FrontendSpec& spec, FrontendProcess* out, std::string* error);
+
+// Directory of the running executable (from /proc/self/exe).
+std::string SelfDirectory();
+
+}  // namespace vkms::broker

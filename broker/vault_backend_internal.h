@@ -1,0 +1,23 @@
+// Pieces of vault_backend.cc exposed for unit tests only; nothing else includes this.
+#pragma once
+
+#include <string>
+
+#include "broker/vault_http.h"
+#include "shared/status.h"
+
+namespace vkms::broker {
+
+enum class VaultOp { kEncrypt, kDecrypt };
+
+// Maps a failed Transit answer (or transport failure) to the Status the apiserver sees.
+// `key_name` is "<mount>/<key>". Messages carry Vault's own text but never request data.
+Status MapVaultError(VaultOp op, const VaultResponse& r, const std::string& key_name);
+
+// Trims leading and trailing '/' so "ns1/" and "/ns1" give the same key_id.
+std::string TrimSlashes(const std::string& s);
+
+// "" when the names can be used in Vault paths and key_id; otherwise the reason.
+std::string ValidateVaultConfig(const VaultConfig& config);
+
+}  // namespace vkms::broker

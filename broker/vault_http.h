@@ -1,0 +1,156 @@
+// VaultHttp: the broker's only HTTPS client. It knows Vault's wire conventions (headers,
+// {"errors": [...]}, 307 to the active node, sealed/standby 503s, 429 rate limits) but not
+// what any endpoint means; TokenManager and KeyCache/VaultBackend give the calls meaning.
+//
+// Callers: TokenManager (login, renew, and every call that carries a token, through
+// CallWithToken), and tests. Assumes curl_global_init has run (EnsureCurlGlobalInit) before
+// the first VaultHttp is built. Thread-safe: calls run concurrently, each on its own pooled
+// easy handle; connections are kept alive per handle and reused by later calls.
+//
+// Secrets: request bodies and tokens are passed as views and handed to libcurl without
+// copies of ours; they are never logged. Raw response bytes are wiped after parsing; the
+// parsed Json::Value may hold a token or plaintext, and the caller wipes those strings with
+// WipeJsonString once it has taken them.
+#pragma once
+
+#include <json/value.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "broker/vault_config.h"
+#include "shared/status.h"
+
+namespace vkms::broker {
+
+// Idempotent; libcurl's global state is the one process-wide singleton we accept.
+void EnsureCurlGlobalInit();
+
+enum class HttpMethod { kGet, kPost };
+
+struct VaultRequest {
+  HttpMethod method = HttpMethod::kGet;
+  std::string path;        // below /v1/, e.g. "transit/encrypt/kms"
+  std::string_view body;   // JSON for POST; may hold secrets; must outlive Call()
+  std::string_view token;  // "" = no X-Vault-Token header
+  std::string ns;          // "" = no X-Vault-Namespace header
+  Deadline deadline;
+  // Optional: when it becomes true the request is abandoned (Stop() of a background loop).
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct VaultResponse {
+  // kOk when an HTTP answer arrived (whatever its status). Otherwise kUnavailable (no
+  // address answered), kDeadlineExceeded (the caller's deadline passed) or
+  // kFailedPrecondition (the configuration cannot work, e.g. no valid address), with a short
+  // safe reason in `error`.
+  Code transport = Code::kOk;
+  long status = 0;
+  Json::Value json;  // parsed body; null when empty or not JSON
+  // Safe text: the transport reason, or Vault's "errors" joined and truncated (~200 chars).
+  std::string error;
+  std::vector<std::string> warnings;
+  std::string addr;  // configured address that gave the answer (for logs; no secrets)
+  int attempts = 0;  // HTTP exchanges made, including redirects, failovers and retries
+  // Transport failures only: whether the same request could succeed after a pause (a refused
+  // connection may; a certificate that does not verify will not).
+  bool transient = false;
+  std::chrono::seconds retry_after{0};  // a 429's Retry-After
+
+  bool ok() const { return transport == Code::kOk && status >= 200 && status < 300; }
+};
+
+class VaultHttp {
+ public:
+  // Knobs that tests shorten; production uses the defaults.
+  struct Options {
+    std::chrono::milliseconds retry_base{100};  // first backoff; doubles per retry
+    std::chrono::milliseconds retry_max{2000};  // cap on one backoff step
+    // How long failover sticks to a later address before one call tries the earlier ones
+    // again.
+    std::chrono::milliseconds reprobe_interval{30000};
+    size_t max_response_bytes = 1 << 20;
+  };
+
+  explicit VaultHttp(const VaultConfig& config) : VaultHttp(config, Options()) {}
+  VaultHttp(const VaultConfig& config, Options options);
+  ~VaultHttp();
+  VaultHttp(const VaultHttp&) = delete;
+  VaultHttp& operator=(const VaultHttp&) = delete;
+
+  // "" when every address parsed and the TLS settings are usable; otherwise why not (safe).
+  const std::string& config_error() const { return config_error_; }
+
+  // One logical Vault request: failover across addresses, 307 redirects, bounded retries with
+  // backoff, all within req.deadline. Never throws.
+  VaultResponse Call(const VaultRequest& req);
+
+  // Index of the address calls currently start from (tests/metrics).
+  size_t preferred_addr() const { return preferred_.load(); }
+  // TCP connections opened so far; with keep-alive it stays near the number of concurrent
+  // callers however many requests they make (tests/metrics).
+  uint64_t connections_opened() const { return connections_opened_.load(); }
+
+ private:
+  struct Endpoint;
+  struct Share;
+  struct Exchange;
+
+  static size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata);
+  void* CheckoutHandle();
+  void ReturnHandle(void* handle);
+  // One pass over the addresses (failover + redirects); no retries.
+  VaultResponse TryAddresses(const VaultRequest& req);
+  // One address, following at most max_redirects 307s.
+  VaultResponse TryEndpoint(const VaultRequest& req, const Endpoint& ep, size_t remaining_addrs);
+  // A single HTTP exchange.
+  void Perform(const VaultRequest& req, const Endpoint& ep, const std::string& url,
+               std::chrono::milliseconds connect_budget, Exchange* ex);
+
+  const VaultConfig config_;
+  const Options options_;
+  std::string config_error_;
+  std::vector<Endpoint> endpoints_;
+  std::unique_ptr<Share> share_;
+
+  std::mutex pool_mu_;
+  std::vector<void*> pool_;  // idle CURL* easy handles, each keeping its connections alive
+
+  std::atomic<size_t> preferred_{0};
+  std::atomic<int64_t> last_reprobe_ms_{0};
+  std::atomic<uint64_t> connections_opened_{0};
+};
+
+// A delay drawn uniformly from [d/2, d]: spreads the retries of many brokers (or threads)
+// that failed at the same moment.
+std::chrono::milliseconds Jitter(std::chrono::milliseconds d);
+
+// A copy of `config` without the role-id, for the parts of the broker that do not log in:
+// fewer copies of an identifier that must never leak.
+VaultConfig WithoutRoleId(VaultConfig config);
+
+// Appends s as a JSON string literal (quotes included). `out` must have been reserved for
+// the worst case (see JsonStringReserve) by callers building bodies that hold secrets, so
+// that no reallocation leaves an unwiped copy behind.
+void AppendJsonString(std::string* out, std::string_view s);
+inline size_t JsonStringReserve(size_t n) {
+  return 6 * n + 2;
+}
+
+// Overwrites a parsed JSON string value in place (jsoncpp frees without wiping).
+void WipeJsonString(Json::Value* v);
+
+// Replaces every occurrence of `secret` in *text by "[redacted]". Used on messages that come
+// from the server before they are shown, in case a server echoes what it was sent.
+void RedactSecret(std::string* text, std::string_view secret);
+
+// Vault's error strings are joined with "; ", control characters replaced, cut to max_len.
+std::string SafeVaultErrors(const Json::Value& json, size_t max_len = 200);
+
+}  // namespace vkms::broker

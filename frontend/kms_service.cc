@@ -1,0 +1,113 @@
+#include "frontend/kms_service.h"
+
+#include <map>
+
+#include "shared/log.h"
+#include "shared/secret.h"
+#include "shared/validate.h"
+
+namespace vkms::frontend {
+namespace {
+
+constexpr auto kMaxDeadline = std::chrono::seconds(30);
+
+// Sub-millisecond (cache answers) through seconds (a Vault call near the 3 s deadline).
+const prometheus::Histogram::BucketBoundaries kBuckets = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+
+}  // namespace
+
+Deadline DeadlineOf(const grpc::ServerContext* ctx, std::chrono::milliseconds cap) {
+  auto now_sys = std::chrono::system_clock::now();
+  auto left = ctx->deadline() - now_sys;
+  auto now = Clock::now();
+  if (left > cap) return now + cap;
+  return now + std::chrono::duration_cast<Clock::duration>(left);
+}
+
+KmsService::KmsService(BrokerClient* broker, prometheus::Registry* registry)
+    : broker_(broker),
+      duration_(&prometheus::BuildHistogram()
+                     .Name("rpc_server_call_duration_seconds")
+                     .Help("Duration of KMS v2 gRPC calls served by the frontend")
+                     .Register(*registry)) {}
+
+grpc::Status KmsService::Finish(const char* rpc, const std::string& uid, Clock::time_point start,
+                                const vkms::Status& status) {
+  auto elapsed = Clock::now() - start;
+  double secs = std::chrono::duration<double>(elapsed).count();
+  duration_->Add({{"rpc_method", rpc}, {"rpc_grpc_status_code", CodeName(status.code())}}, kBuckets)
+      .Observe(secs);
+  log::Fields fields = {{"rpc", rpc},
+                        {"uid", validate::LoggableUid(uid)},
+                        {"code", CodeName(status.code())},
+                        {"duration_us", std::to_string(static_cast<long long>(secs * 1e6))}};
+  if (status.ok()) {
+    log::Debug("rpc done", fields);
+    return grpc::Status::OK;
+  }
+  fields.emplace_back("error", status.message());
+  log::Warning("rpc failed", fields);
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
+}
+
+grpc::Status KmsService::Status(grpc::ServerContext* ctx, const v2::StatusRequest*,
+                                v2::StatusResponse* resp) {
+  auto start = Clock::now();
+  BrokerStatus st;
+  vkms::Status s = broker_->GetStatus(DeadlineOf(ctx, std::chrono::seconds(2)), &st);
+  resp->set_version("v2");
+  if (!s.ok()) {
+    // Status itself succeeds: the apiserver reads healthz for the reason.
+    resp->set_healthz("broker not answering: " + s.message());
+  } else {
+    resp->set_healthz(st.healthz);
+    resp->set_key_id(st.key_id);
+  }
+  return Finish("Status", "", start, vkms::Status::Ok());
+}
+
+grpc::Status KmsService::Encrypt(grpc::ServerContext* ctx, const v2::EncryptRequest* req,
+                                 v2::EncryptResponse* resp) {
+  auto start = Clock::now();
+  vkms::Status s = validate::Plaintext(req->plaintext());
+  if (!s.ok()) return Finish("Encrypt", req->uid(), start, s);
+  std::string ciphertext, key_id;
+  s = broker_->Encrypt(req->plaintext(), req->uid(), DeadlineOf(ctx, kMaxDeadline), &ciphertext,
+                       &key_id);
+  if (s.ok() && (ciphertext.empty() || ciphertext.size() > validate::kMaxCiphertext ||
+                 key_id.empty() || key_id.size() > validate::kMaxKeyId)) {
+    s = vkms::Status(Code::kInternal,
+                     "broker returned a ciphertext or key_id outside KMS v2 limits");
+  }
+  if (s.ok()) {
+    resp->set_ciphertext(std::move(ciphertext));
+    resp->set_key_id(std::move(key_id));
+  }
+  return Finish("Encrypt", req->uid(), start, s);
+}
+
+grpc::Status KmsService::Decrypt(grpc::ServerContext* ctx, const v2::DecryptRequest* req,
+                                 v2::DecryptResponse* resp) {
+  auto start = Clock::now();
+  uint64_t version = 0;
+  vkms::Status s = validate::VaultCiphertext(req->ciphertext(), &version);
+  if (s.ok()) s = validate::KeyId(req->key_id());
+  if (s.ok()) {
+    std::map<std::string, std::string> annotations(req->annotations().begin(),
+                                                   req->annotations().end());
+    s = validate::Annotations(annotations);
+  }
+  if (!s.ok()) return Finish("Decrypt", req->uid(), start, s);
+  std::string plaintext;
+  s = broker_->Decrypt(req->ciphertext(), req->key_id(), req->uid(), DeadlineOf(ctx, kMaxDeadline),
+                       &plaintext);
+  if (s.ok()) {
+    resp->set_plaintext(plaintext);
+    WipeString(&plaintext);
+  }
+  return Finish("Decrypt", req->uid(), start, s);
+}
+
+}  // namespace vkms::frontend

@@ -1,0 +1,42 @@
+// The KMS v2 gRPC service kube-apiserver calls. Validates every request before anything
+// crosses to the broker (the broker validates again), and maps results to gRPC codes.
+// Handlers run on gRPC's threads, concurrently.
+#pragma once
+
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "frontend/broker_client.h"
+#include "kms_v2.grpc.pb.h"
+
+namespace vkms::frontend {
+
+class KmsService final : public v2::KeyManagementService::Service {
+ public:
+  KmsService(BrokerClient* broker, prometheus::Registry* registry);
+
+  grpc::Status Status(grpc::ServerContext* ctx, const v2::StatusRequest* req,
+                      v2::StatusResponse* resp) override;
+  grpc::Status Encrypt(grpc::ServerContext* ctx, const v2::EncryptRequest* req,
+                       v2::EncryptResponse* resp) override;
+  grpc::Status Decrypt(grpc::ServerContext* ctx, const v2::DecryptRequest* req,
+                       v2::DecryptResponse* resp) override;
+
+ private:
+  grpc::Status Finish(const char* rpc, const std::string& uid, Clock::time_point start,
+                      const vkms::Status& status);
+
+  BrokerClient* broker_;
+  prometheus::Family<prometheus::Histogram>* duration_;
+};
+
+// The caller's deadline as a steady-clock time point, capped so that a call without a
+// deadline cannot hold a thread forever.
+Deadline DeadlineOf(const grpc::ServerContext* ctx, std::chrono::milliseconds cap);
+
+}  // namespace vkms::frontend

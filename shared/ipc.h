@@ -1,0 +1,44 @@
+// The frontend ↔ broker channel: one protobuf message per SOCK_SEQPACKET datagram.
+//
+// Both processes call these. Receiving is strict because the broker treats the frontend as
+// possibly compromised: a datagram larger than kMaxFrame (detected with MSG_TRUNC), an empty
+// one, one carrying file descriptors or other ancillary data, one that does not parse, or one
+// with fields this schema does not know is a protocol error — the caller logs it and closes
+// the channel. Sending is thread-safe: the kernel keeps each datagram whole.
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <cstddef>
+#include <string>
+
+#include "broker.pb.h"
+
+namespace vkms::ipc {
+
+constexpr size_t kMaxFrame = 64 * 1024;
+
+// Fixed descriptor numbers at which the broker hands the frontend its two inherited fds.
+constexpr int kFrontendIpcFd = 3;
+constexpr int kFrontendListenFd = 4;
+
+enum class RecvStatus {
+  kOk,
+  kClosed,         // orderly EOF: the peer closed its end or exited
+  kProtocolError,  // malformed input; *error says what, without echoing the bytes
+  kIoError,
+};
+
+bool Send(int fd, const google::protobuf::Message& msg, std::string* error);
+
+// Blocks for one datagram and decodes it into *msg.
+RecvStatus Recv(int fd, google::protobuf::Message* msg, std::string* error);
+
+// Decodes one frame (no I/O): used by Recv and directly by the fuzz target.
+RecvStatus Decode(const void* data, size_t size, google::protobuf::Message* msg,
+                  std::string* error);
+
+// True if msg or any message nested in it carries fields unknown to this schema.
+bool HasUnknownFields(const google::protobuf::Message& msg);
+
+}  // namespace vkms::ipc
