@@ -1,0 +1,270 @@
+#include "tests/integration/plugin_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "tests/kmsclient/kms_client.h"
+
+namespace vkms::testing {
+namespace {
+
+bool Root() {
+  return geteuid() == 0;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::string BuildDir() {
+  return VKMS_BUILD_DIR;
+}
+
+PluginProcess::PluginProcess(PluginOptions options) : options_(std::move(options)) {}
+
+PluginProcess::~PluginProcess() {
+  Stop();
+  if (!dir_.empty()) std::filesystem::remove_all(dir_);
+}
+
+void PluginProcess::WriteCredential(const std::string& name, const std::string& value) {
+  std::string path = dir_ + "/creds/" + name;
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << value << "\n";
+  }
+  chmod(tmp.c_str(), 0400);
+  if (Root()) (void)!chown(tmp.c_str(), kBrokerUid, kBrokerUid);
+  std::filesystem::rename(tmp, path);  // atomic replace, as an operator's tooling would do
+}
+
+void PluginProcess::WriteSecretId(const std::string& secret_id) {
+  WriteCredential("secret-id", secret_id);
+}
+
+bool PluginProcess::Start(std::string* error) {
+  char tmpl[] = "/tmp/vkms-it-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) {
+    *error = "mkdtemp failed";
+    return false;
+  }
+  dir_ = tmpl;
+  chmod(dir_.c_str(), 0755);
+  std::filesystem::create_directory(dir_ + "/creds");
+  std::filesystem::create_directory(dir_ + "/run");
+  chmod((dir_ + "/creds").c_str(), 0755);
+  chmod((dir_ + "/run").c_str(), 0755);
+  if (Root()) (void)!chown((dir_ + "/run").c_str(), kBrokerUid, kBrokerUid);
+  socket_path_ = dir_ + "/run/kms.sock";
+  log_path_ = dir_ + "/plugin.log";
+
+  std::vector<std::string> args = {
+      BuildDir() + "/vault-kms-broker", "--socket=unix://" + socket_path_,
+      "--key-refresh-interval=" + options_.key_refresh, "--log-level=" + options_.log_level,
+      "--metrics-listen=127.0.0.1:0"};
+  for (const auto& a : options_.vault_addrs) args.push_back("--vault-addr=" + a);
+  if (!options_.ca_file.empty()) {
+    std::string ca = dir_ + "/creds/ca.pem";
+    std::filesystem::copy_file(options_.ca_file, ca);
+    chmod(ca.c_str(), 0644);
+    args.push_back("--vault-ca-file=" + ca);
+  }
+  if (!options_.token.empty()) {
+    WriteCredential("token", options_.token);
+    args.push_back("--auth-method=token");
+    args.push_back("--token-file=" + dir_ + "/creds/token");
+  } else {
+    WriteCredential("secret-id", options_.secret_id);
+    if (options_.role_id_as_flag) {
+      args.push_back("--approle-role-id=" + options_.role_id);
+    } else {
+      WriteCredential("role-id", options_.role_id);
+      args.push_back("--approle-role-id-file=" + dir_ + "/creds/role-id");
+    }
+    args.push_back("--approle-secret-id-file=" + dir_ + "/creds/secret-id");
+  }
+  for (const auto& f : options_.extra_flags) args.push_back(f);
+
+  int logfd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (logfd < 0) {
+    *error = "cannot create the log file";
+    return false;
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(logfd, STDOUT_FILENO);
+    dup2(logfd, STDERR_FILENO);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, STDIN_FILENO);
+    // A clean environment: no VAULT_* from the developer's shell leaks into the test.
+    char* envp[] = {nullptr};
+    execve(argv[0], argv.data(), envp);
+    _exit(127);
+  }
+  close(logfd);
+  if (pid_ < 0) {
+    *error = "fork failed";
+    return false;
+  }
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < until) {
+    if (WaitExit(std::chrono::milliseconds(0)) != -1) {
+      *error = "broker exited during start-up: " + Logs();
+      return false;
+    }
+    // Ready to accept once the frontend says so (a Status call is not used: a test may start
+    // the plugin with a peer allow-list that excludes the test itself).
+    struct stat st;
+    if (lstat(socket_path_.c_str(), &st) == 0 &&
+        Logs().find("frontend serving") != std::string::npos) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  *error = "socket did not answer within 10 s: " + Logs();
+  return false;
+}
+
+v2::StatusResponse PluginProcess::Status() {
+  KmsClient client(socket_path_);
+  v2::StatusResponse resp;
+  grpc::Status s = client.Status(&resp);
+  if (!s.ok()) resp.set_healthz("grpc error: " + s.error_message());
+  return resp;
+}
+
+bool PluginProcess::WaitHealthy(std::chrono::milliseconds timeout, std::string* last) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  KmsClient client(socket_path_);
+  std::string healthz;
+  do {
+    v2::StatusResponse resp;
+    grpc::Status s = client.Status(&resp);
+    healthz = s.ok() ? resp.healthz() : "grpc error: " + s.error_message();
+    if (healthz == "ok") return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  } while (std::chrono::steady_clock::now() < until);
+  if (last) *last = healthz;
+  return false;
+}
+
+bool PluginProcess::WaitKeyIdChange(const std::string& old_key_id,
+                                    std::chrono::milliseconds timeout, std::string* new_key_id) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  KmsClient client(socket_path_);
+  do {
+    v2::StatusResponse resp;
+    if (client.Status(&resp).ok() && resp.healthz() == "ok" && resp.key_id() != old_key_id) {
+      *new_key_id = resp.key_id();
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  } while (std::chrono::steady_clock::now() < until);
+  return false;
+}
+
+int PluginProcess::WaitExit(std::chrono::milliseconds timeout) {
+  if (exited_) return exit_status_;
+  if (pid_ <= 0) return -1;
+  auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exited_ = true;
+      exit_status_ = status;
+      return status;
+    }
+    if (std::chrono::steady_clock::now() >= until) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+int PluginProcess::Stop() {
+  if (pid_ <= 0 || exited_) return exit_status_;
+  pid_t fe = FrontendPid();
+  kill(pid_, SIGTERM);
+  if (WaitExit(std::chrono::seconds(20)) == -1) {
+    kill(pid_, SIGKILL);
+    WaitExit(std::chrono::seconds(5));
+  }
+  // The frontend dies with the broker (PR_SET_PDEATHSIG); make sure of it.
+  if (fe > 0 && kill(fe, 0) == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (kill(fe, 0) == 0) kill(fe, SIGKILL);
+  }
+  return exit_status_;
+}
+
+pid_t PluginProcess::FrontendPid() const {
+  if (pid_ <= 0) return -1;
+  std::string children =
+      ReadFile("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
+  std::istringstream in(children);
+  pid_t child = -1;
+  in >> child;
+  return child;
+}
+
+int PluginProcess::metrics_port() const {
+  const std::string logs = Logs();
+  const std::string key = "\"metrics_port\":\"";
+  size_t pos = logs.find(key);
+  if (pos == std::string::npos) return 0;
+  return std::atoi(logs.c_str() + pos + key.size());
+}
+
+std::string PluginProcess::Logs() const {
+  return ReadFile(log_path_);
+}
+
+int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* stderr_text) {
+  char tmpl[] = "/tmp/vkms-flags-XXXXXX";
+  int fd = mkstemp(tmpl);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fd, STDERR_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    std::vector<std::string> full = {BuildDir() + "/vault-kms-broker"};
+    full.insert(full.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : full) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    char* envp[] = {nullptr};
+    execve(argv[0], argv.data(), envp);
+    _exit(127);
+  }
+  int status = 0;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() > until) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  close(fd);
+  *stderr_text = ReadFile(tmpl);
+  unlink(tmpl);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace vkms::testing

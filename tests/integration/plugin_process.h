@@ -1,0 +1,82 @@
+// Runs the real vault-kms-broker (which starts the real frontend) for integration tests, the
+// way an operator would: flags, credential files, a socket in a private directory. Every
+// process is stopped by pid and every file removed by Stop()/the destructor.
+//
+// When the tests run as root (CI), the credential files are owned by the broker user with
+// mode 0400 and the socket directory by the broker user, as in a real deployment; the two
+// processes then run as 65532 (broker) and 65533 (frontend).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "kms_v2.pb.h"
+
+namespace vkms::testing {
+
+constexpr uid_t kBrokerUid = 65532;
+constexpr uid_t kFrontendUid = 65533;
+
+struct PluginOptions {
+  std::vector<std::string> vault_addrs;
+  std::string ca_file;           // copied next to the credentials, readable by the broker user
+  std::string role_id;           // written to role-id (0400)
+  std::string secret_id;         // written to secret-id (0400)
+  std::string token;             // if set: --auth-method=token with a token file instead of AppRole
+  bool role_id_as_flag = false;  // --approle-role-id=<id> instead of a role-id file
+  std::string key_refresh = "1s";
+  std::string log_level = "debug";
+  std::vector<std::string> extra_flags;
+};
+
+class PluginProcess {
+ public:
+  explicit PluginProcess(PluginOptions options);
+  ~PluginProcess();
+
+  PluginProcess(const PluginProcess&) = delete;
+  PluginProcess& operator=(const PluginProcess&) = delete;
+
+  // Starts the broker and waits until the socket accepts a Status call.
+  bool Start(std::string* error);
+  // Polls Status until healthz == "ok" (returns false with the last healthz otherwise).
+  bool WaitHealthy(std::chrono::milliseconds timeout, std::string* last = nullptr);
+  // Polls Status until the key_id differs from `old_key_id` and healthz is ok.
+  bool WaitKeyIdChange(const std::string& old_key_id, std::chrono::milliseconds timeout,
+                       std::string* new_key_id);
+
+  // SIGTERM, wait (SIGKILL after 20 s); returns the wait status. Idempotent.
+  int Stop();
+  // Waits for the broker to exit by itself; returns the wait status or -1 on timeout.
+  int WaitExit(std::chrono::milliseconds timeout);
+
+  pid_t pid() const { return pid_; }
+  pid_t FrontendPid() const;
+  const std::string& socket_path() const { return socket_path_; }
+  const std::string& dir() const { return dir_; }
+  std::string secret_id_path() const { return dir_ + "/creds/secret-id"; }
+  void WriteSecretId(const std::string& secret_id);
+  int metrics_port() const;
+  std::string Logs() const;  // everything both processes wrote to stdout/stderr so far
+
+  v2::StatusResponse Status();
+
+ private:
+  void WriteCredential(const std::string& name, const std::string& value);
+
+  PluginOptions options_;
+  std::string dir_, socket_path_, log_path_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int exit_status_ = 0;
+};
+
+// The build directory (where vault-kms-broker and vaultsim live).
+std::string BuildDir();
+// Runs the broker with args and no Vault, capturing its exit code and stderr.
+int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* stderr_text);
+
+}  // namespace vkms::testing

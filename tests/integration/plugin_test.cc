@@ -1,0 +1,508 @@
+// End-to-end tests of the real vault-kms-broker and vault-kms-frontend over the real socket,
+// against the Vault simulator over TLS (or a real Vault, see vault_env.h), calling the plugin
+// exactly as kube-apiserver does.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "tests/integration/plugin_process.h"
+#include "tests/integration/vault_env.h"
+#include "tests/kmsclient/kms_client.h"
+
+namespace vkms::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string StatusField(pid_t pid, const std::string& field) {
+  std::istringstream in(ReadAll("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) {
+      std::string v = line.substr(field.size() + 1);
+      v.erase(0, v.find_first_not_of(" \t"));
+      return v;
+    }
+  }
+  return "";
+}
+
+#define REQUIRE_SIM()                                                        \
+  do {                                                                       \
+    if (!vault_.is_sim()) GTEST_SKIP() << "needs the simulator's fault API"; \
+  } while (0)
+
+class PluginTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string err;
+    ASSERT_TRUE(vault_.Start(&err)) << err;
+  }
+
+  PluginOptions Options() {
+    PluginOptions o;
+    o.vault_addrs = {vault_.addr()};
+    o.ca_file = vault_.ca_file();
+    o.role_id = vault_.role_id();
+    o.secret_id = vault_.NewSecretId();
+    o.extra_flags = vault_.PluginFlags();
+    return o;
+  }
+
+  std::unique_ptr<PluginProcess> StartPlugin(PluginOptions o, bool wait_healthy = true) {
+    auto p = std::make_unique<PluginProcess>(std::move(o));
+    std::string err;
+    EXPECT_TRUE(p->Start(&err)) << err;
+    if (wait_healthy) {
+      std::string last;
+      EXPECT_TRUE(p->WaitHealthy(seconds(10), &last)) << last << "\n" << p->Logs();
+    }
+    return p;
+  }
+
+  int64_t SimCount(const std::string& prefix) {
+    return SimControl::CountWithPrefix(vault_.sim().Stats(), prefix);
+  }
+
+  VaultEnv vault_;
+};
+
+TEST_F(PluginTest, EncryptDecryptRoundTrip) {
+  auto plugin = StartPlugin(Options());
+  KmsClient kms(plugin->socket_path());
+  v2::StatusResponse st;
+  ASSERT_TRUE(kms.Status(&st).ok());
+  EXPECT_EQ(st.version(), "v2");
+  EXPECT_EQ(st.healthz(), "ok");
+  ASSERT_FALSE(st.key_id().empty());
+  EXPECT_LE(st.key_id().size(), 1024u);
+
+  std::string seed = RandomBytes(32);
+  v2::EncryptResponse enc;
+  grpc::Status s = kms.Encrypt(seed, RandomUid(), &enc);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(enc.key_id(), st.key_id()) << "Encrypt must be pinned to the Status key_id";
+  EXPECT_EQ(enc.ciphertext().rfind("vault:v1:", 0), 0u);
+  EXPECT_FALSE(enc.ciphertext().empty());
+  EXPECT_LE(enc.ciphertext().size(), 1024u);
+  EXPECT_TRUE(enc.annotations().empty());
+
+  v2::DecryptResponse dec;
+  s = kms.Decrypt(enc.ciphertext(), enc.key_id(), RandomUid(), &dec);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(dec.plaintext(), seed);
+
+  v2::EncryptResponse again;
+  ASSERT_TRUE(kms.Encrypt(seed, RandomUid(), &again).ok());
+  EXPECT_NE(again.ciphertext(), enc.ciphertext()) << "a fresh nonce per encryption";
+}
+
+TEST_F(PluginTest, BothAuthorityFormsWork) {
+  auto plugin = StartPlugin(Options());
+  // Kubernetes 1.29-1.31 send the socket path as :authority, 1.32+ send "localhost".
+  for (const std::string& authority : {plugin->socket_path(), std::string("localhost")}) {
+    KmsClient kms(plugin->socket_path(), authority);
+    v2::StatusResponse st;
+    grpc::Status s = kms.Status(&st);
+    ASSERT_TRUE(s.ok()) << authority << ": " << s.error_message();
+    EXPECT_EQ(st.healthz(), "ok");
+    v2::EncryptResponse enc;
+    s = kms.Encrypt(RandomBytes(32), RandomUid(), &enc);
+    EXPECT_TRUE(s.ok()) << authority << ": " << s.error_message();
+  }
+}
+
+TEST_F(PluginTest, InvalidInputIsRefusedBeforeAnyVaultCall) {
+  auto plugin = StartPlugin(Options());
+  KmsClient kms(plugin->socket_path());
+  int64_t before = vault_.is_sim() ? SimCount(vault_.transit_mount() + "/") : 0;
+  struct Case {
+    const char* what;
+    std::function<grpc::Status()> call;
+  };
+  std::vector<Case> cases = {
+      {"empty plaintext",
+       [&] {
+         v2::EncryptResponse r;
+         return kms.Encrypt("", RandomUid(), &r);
+       }},
+      {"oversize plaintext",
+       [&] {
+         v2::EncryptResponse r;
+         return kms.Encrypt(std::string(4096, 'p'), RandomUid(), &r);
+       }},
+      {"not vault ciphertext",
+       [&] {
+         v2::DecryptResponse r;
+         return kms.Decrypt("hello world", "k", RandomUid(), &r);
+       }},
+      {"empty ciphertext",
+       [&] {
+         v2::DecryptResponse r;
+         return kms.Decrypt("", "k", RandomUid(), &r);
+       }},
+      {"bad base64",
+       [&] {
+         v2::DecryptResponse r;
+         return kms.Decrypt("vault:v1:" + std::string(80, '*'), "k", RandomUid(), &r);
+       }},
+      {"oversize key_id",
+       [&] {
+         v2::DecryptResponse r;
+         return kms.Decrypt("vault:v1:" + std::string(80, 'A'), std::string(1025, 'k'), RandomUid(),
+                            &r);
+       }},
+      {"bad annotation key",
+       [&] {
+         v2::DecryptResponse r;
+         return kms.Decrypt("vault:v1:" + std::string(80, 'A'), "k", RandomUid(), &r, seconds(3),
+                            {{"Not/A-DNS-name", "v"}});
+       }},
+  };
+  for (auto& c : cases) {
+    grpc::Status s = c.call();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.what;
+    EXPECT_FALSE(s.error_message().empty()) << c.what;
+  }
+  if (vault_.is_sim()) {
+    EXPECT_EQ(SimCount(vault_.transit_mount() + "/encrypt"), 0) << "no Vault call for bad input";
+    EXPECT_EQ(SimCount(vault_.transit_mount() + "/decrypt"), 0) << "no Vault call for bad input";
+    EXPECT_EQ(SimCount(vault_.transit_mount() + "/"),
+              before + SimCount(vault_.transit_mount() + "/keys") -
+                  SimCount(vault_.transit_mount() + "/keys"));
+  }
+}
+
+TEST_F(PluginTest, TamperedCiphertextIsInvalidArgument) {
+  auto plugin = StartPlugin(Options());
+  KmsClient kms(plugin->socket_path());
+  v2::EncryptResponse enc;
+  ASSERT_TRUE(kms.Encrypt(RandomBytes(32), RandomUid(), &enc).ok());
+  std::string ct = enc.ciphertext();
+  ct[20] = ct[20] == 'A' ? 'B' : 'A';
+  v2::DecryptResponse dec;
+  grpc::Status s = kms.Decrypt(ct, enc.key_id(), RandomUid(), &dec);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("message authentication failed"), std::string::npos)
+      << s.error_message();
+}
+
+TEST_F(PluginTest, RotationChangesKeyIdAndEncryptFollowsStatus) {
+  auto plugin = StartPlugin(Options());
+  KmsClient kms(plugin->socket_path());
+  v2::StatusResponse st1;
+  ASSERT_TRUE(kms.Status(&st1).ok());
+  v2::EncryptResponse old_enc;
+  std::string old_seed = RandomBytes(32);
+  ASSERT_TRUE(kms.Encrypt(old_seed, RandomUid(), &old_enc).ok());
+
+  vault_.setup().Expect("POST", vault_.transit_mount() + "/keys/" + vault_.key() + "/rotate");
+  std::string new_key_id;
+  ASSERT_TRUE(plugin->WaitKeyIdChange(st1.key_id(), seconds(5), &new_key_id))
+      << "key_id did not change within the 1 s refresh interval (+ margin)";
+  EXPECT_NE(new_key_id.find(":v2:"), std::string::npos) << new_key_id;
+
+  v2::EncryptResponse enc;
+  ASSERT_TRUE(kms.Encrypt(RandomBytes(32), RandomUid(), &enc).ok());
+  EXPECT_EQ(enc.key_id(), new_key_id);
+  EXPECT_EQ(enc.ciphertext().rfind("vault:v2:", 0), 0u);
+
+  v2::DecryptResponse dec;
+  ASSERT_TRUE(kms.Decrypt(old_enc.ciphertext(), old_enc.key_id(), RandomUid(), &dec).ok());
+  EXPECT_EQ(dec.plaintext(), old_seed) << "old ciphertext still decrypts after rotation";
+}
+
+TEST_F(PluginTest, KeyIdIsTheSameOnNodesReachingVaultByDifferentAddresses) {
+  REQUIRE_SIM();
+  auto a = StartPlugin(Options());
+  PluginOptions o = Options();
+  o.vault_addrs = {"https://localhost:" + std::to_string(vault_.port())};
+  auto b = StartPlugin(o);
+  v2::StatusResponse sa = a->Status(), sb = b->Status();
+  EXPECT_EQ(sa.healthz(), "ok");
+  EXPECT_EQ(sb.healthz(), "ok");
+  EXPECT_EQ(sa.key_id(), sb.key_id());
+  EXPECT_EQ(sa.key_id().find("127.0.0.1"), std::string::npos);
+  EXPECT_EQ(sb.key_id().find("localhost"), std::string::npos);
+}
+
+TEST_F(PluginTest, RecreatedKeyGetsAKeyIdNeverSeenBefore) {
+  auto plugin = StartPlugin(Options());
+  std::set<std::string> seen = {plugin->Status().key_id()};
+  const std::string key_path = vault_.transit_mount() + "/keys/" + vault_.key();
+  vault_.setup().Expect("POST", key_path + "/rotate");
+  std::string id;
+  ASSERT_TRUE(plugin->WaitKeyIdChange(*seen.begin(), seconds(5), &id));
+  seen.insert(id);
+  Json::Value cfg;
+  cfg["deletion_allowed"] = true;
+  vault_.setup().Expect("POST", key_path + "/config", cfg);
+  // Vault reports creation times in whole seconds: a key recreated within the same second as
+  // the one it replaces is indistinguishable (documented in SECURITY.md).
+  std::this_thread::sleep_for(milliseconds(1100));
+  vault_.setup().Expect("DELETE", key_path);
+  vault_.setup().CreateKey(vault_.transit_mount(), vault_.key());
+  ASSERT_TRUE(plugin->WaitKeyIdChange(id, seconds(5), &id));
+  EXPECT_EQ(seen.count(id), 0u) << "key_id " << id << " was used before the key was recreated";
+  EXPECT_NE(id.find(":v1:"), std::string::npos) << "versions restart at 1: " << id;
+  KmsClient kms(plugin->socket_path());
+  v2::EncryptResponse enc;
+  ASSERT_TRUE(kms.Encrypt(RandomBytes(32), RandomUid(), &enc).ok());
+  EXPECT_EQ(enc.key_id(), id);
+}
+
+TEST_F(PluginTest, RevokedTokenTriggersOneReloginAndTheCallSucceeds) {
+  REQUIRE_SIM();
+  auto plugin = StartPlugin(Options());
+  KmsClient kms(plugin->socket_path());
+  v2::EncryptResponse enc;
+  ASSERT_TRUE(kms.Encrypt(RandomBytes(32), RandomUid(), &enc).ok());
+  int64_t logins = vault_.sim().Stats()["logins"].asInt64();
+  vault_.sim().RevokeTokens();  // a Vault restart that lost its tokens
+  grpc::Status s = kms.Encrypt(RandomBytes(32), RandomUid(), &enc);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(vault_.sim().Stats()["logins"].asInt64(), logins + 1) << "exactly one re-login";
+}
+
+TEST_F(PluginTest, SecretIdReplacedOnDiskIsUsedAtTheNextLogin) {
+  REQUIRE_SIM();
+  // Secret-ids of this role work once: after the first login the old one is spent, so only
+  // the replaced file can succeed.
+  Json::Value role(Json::objectValue);
+  role["token_policies"].append("vault-kms");
+  role["secret_id_num_uses"] = 1;
+  vault_.setup().CreateRole(vault_.approle_mount(), vault_.role(), role);
+  auto plugin = StartPlugin(Options());
+  KmsClient kms(plugin->socket_path());
+  v2::EncryptResponse enc;
+  ASSERT_TRUE(kms.Encrypt(RandomBytes(32), RandomUid(), &enc).ok());
+
+  plugin->WriteSecretId(vault_.NewSecretId());
+  vault_.sim().RevokeTokens();
+  grpc::Status s = kms.Encrypt(RandomBytes(32), RandomUid(), &enc);
+  EXPECT_TRUE(s.ok()) << s.error_message() << "\n" << plugin->Logs();
+}
+
+TEST_F(PluginTest, TokenAuthFromAFile) {
+  Json::Value params(Json::objectValue);
+  params["policies"].append("vault-kms");
+  params["ttl"] = "1h";
+  PluginOptions o = Options();
+  o.token = vault_.setup().CreateToken(params);
+  auto plugin = StartPlugin(o);
+  KmsClient kms(plugin->socket_path());
+  v2::EncryptResponse enc;
+  grpc::Status s = kms.Encrypt(RandomBytes(32), RandomUid(), &enc);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+TEST_F(PluginTest, PeerOutsideAllowedUidsIsRefused) {
+  PluginOptions o = Options();
+  o.extra_flags.push_back("--allowed-peer-uids=" + std::to_string(getuid() + 4242));
+  auto plugin = StartPlugin(o, /*wait_healthy=*/false);  // Start() itself cannot call in
+  KmsClient kms(plugin->socket_path());
+  v2::StatusResponse st;
+  grpc::Status s = kms.Status(&st, seconds(2));
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(plugin->Logs().find("refused a connection from a uid outside --allowed-peer-uids"),
+            std::string::npos);
+}
+
+TEST_F(PluginTest, AllowedPeerUidIsServed) {
+  PluginOptions o = Options();
+  o.extra_flags.push_back("--allowed-peer-uids=4242," + std::to_string(getuid()));
+  auto plugin = StartPlugin(o);
+  EXPECT_EQ(plugin->Status().healthz(), "ok");
+}
+
+TEST_F(PluginTest, WrongCaIsRefusedWithAClearError) {
+  REQUIRE_SIM();
+  SimProcess other;  // a second simulator: its CA did not sign our Vault's certificate
+  std::string err;
+  ASSERT_TRUE(other.Start({}, &err)) << err;
+  PluginOptions o = Options();
+  o.ca_file = other.ca_file();
+  auto plugin = StartPlugin(o, /*wait_healthy=*/false);
+  std::string last;
+  EXPECT_FALSE(plugin->WaitHealthy(seconds(2), &last));
+  EXPECT_NE(last.find("certificate"), std::string::npos) << last;
+  KmsClient kms(plugin->socket_path());
+  v2::EncryptResponse enc;
+  grpc::Status s = kms.Encrypt(RandomBytes(32), RandomUid(), &enc);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(SimCount(vault_.transit_mount() + "/encrypt"), 0);
+  EXPECT_EQ(vault_.sim().Stats()["logins"].asInt64(), 0)
+      << "no credential sent to an unverified server";
+}
+
+TEST_F(PluginTest, FrontendHoldsNoCredentialAndNoPrivilege) {
+  PluginOptions o = Options();
+  std::string role_id = o.role_id, secret_id = o.secret_id;
+  auto plugin = StartPlugin(o);
+  pid_t fe = plugin->FrontendPid();
+  ASSERT_GT(fe, 0);
+  std::string fe_proc = "/proc/" + std::to_string(fe);
+
+  EXPECT_EQ(StatusField(fe, "CapEff"), "0000000000000000");
+  EXPECT_EQ(StatusField(fe, "CapPrm"), "0000000000000000");
+  EXPECT_EQ(StatusField(fe, "NoNewPrivs"), "1");
+  EXPECT_EQ(StatusField(plugin->pid(), "CapEff"), "0000000000000000");
+  EXPECT_EQ(StatusField(plugin->pid(), "NoNewPrivs"), "1");
+  if (geteuid() == 0) {
+    EXPECT_EQ(StatusField(fe, "Uid").substr(0, 5), std::to_string(kFrontendUid));
+    EXPECT_EQ(StatusField(plugin->pid(), "Uid").substr(0, 5), std::to_string(kBrokerUid));
+    EXPECT_EQ(StatusField(fe, "CapBnd"), "0000000000000000");
+    EXPECT_EQ(StatusField(fe, "Groups"), "");
+  }
+  // Nothing that could carry a credential: environment, argv, open files.
+  std::string environ = ReadAll(fe_proc + "/environ");
+  EXPECT_TRUE(environ.empty()) << "frontend environment must be empty";
+  std::string cmdline = ReadAll(fe_proc + "/cmdline");
+  for (const std::string& secret : {role_id, secret_id, vault_.root_token(), vault_.addr()}) {
+    EXPECT_EQ(cmdline.find(secret), std::string::npos);
+  }
+  DIR* d = opendir((fe_proc + "/fd").c_str());
+  ASSERT_NE(d, nullptr);
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    char target[512];
+    ssize_t n = readlink((fe_proc + "/fd/" + e->d_name).c_str(), target, sizeof target - 1);
+    ASSERT_GT(n, 0);
+    std::string t(target, static_cast<size_t>(n));
+    bool harmless = t.rfind("socket:", 0) == 0 || t.rfind("anon_inode:", 0) == 0 ||
+                    t.rfind("pipe:", 0) == 0 || t == "/dev/null" ||
+                    t.find("plugin.log") != std::string::npos;
+    EXPECT_TRUE(harmless) << "frontend fd " << e->d_name << " -> " << t;
+    EXPECT_EQ(t.find("creds"), std::string::npos) << t;
+  }
+  closedir(d);
+}
+
+TEST_F(PluginTest, RoleIdGivenAsAFlagIsScrubbedFromTheCommandLine) {
+  PluginOptions o = Options();
+  o.role_id_as_flag = true;
+  std::string role_id = o.role_id;
+  auto plugin = StartPlugin(o);
+  EXPECT_EQ(plugin->Status().healthz(), "ok") << "the flag value was used to log in";
+  std::string cmdline = ReadAll("/proc/" + std::to_string(plugin->pid()) + "/cmdline");
+  EXPECT_NE(cmdline.find("--approle-role-id="), std::string::npos);
+  EXPECT_EQ(cmdline.find(role_id), std::string::npos) << "role-id visible in /proc/PID/cmdline";
+}
+
+TEST_F(PluginTest, SigtermDrainsRemovesTheSocketAndExitsZero) {
+  auto plugin = StartPlugin(Options());
+  std::string sock = plugin->socket_path();
+  int status = plugin->Stop();
+  EXPECT_TRUE(WIFEXITED(status)) << status << "\n" << plugin->Logs();
+  EXPECT_EQ(WEXITSTATUS(status), 0) << plugin->Logs();
+  struct stat st;
+  EXPECT_NE(lstat(sock.c_str(), &st), 0) << "socket left behind";
+}
+
+TEST_F(PluginTest, FrontendDeathStopsTheBrokerAndRemovesTheSocket) {
+  auto plugin = StartPlugin(Options());
+  pid_t fe = plugin->FrontendPid();
+  ASSERT_GT(fe, 0);
+  ASSERT_EQ(kill(fe, SIGKILL), 0);
+  int status = plugin->WaitExit(seconds(10));
+  ASSERT_NE(status, -1) << "broker kept running without its frontend";
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  struct stat st;
+  EXPECT_NE(lstat(plugin->socket_path().c_str(), &st), 0);
+  EXPECT_NE(plugin->Logs().find("frontend killed by signal 9"), std::string::npos)
+      << plugin->Logs();
+}
+
+TEST_F(PluginTest, NothingSecretAppearsInAnyOutput) {
+  PluginOptions o = Options();
+  o.log_level = "debug";
+  std::string role_id = o.role_id, secret_id = o.secret_id;
+  auto plugin = StartPlugin(o);
+  KmsClient kms(plugin->socket_path());
+  std::string seed = RandomBytes(32);
+  v2::EncryptResponse enc;
+  ASSERT_TRUE(kms.Encrypt(seed, RandomUid(), &enc).ok());
+  v2::DecryptResponse dec;
+  ASSERT_TRUE(kms.Decrypt(enc.ciphertext(), enc.key_id(), RandomUid(), &dec).ok());
+  // A failing call too: errors are where secrets tend to leak.
+  std::string bad = enc.ciphertext();
+  bad[15] = bad[15] == 'A' ? 'B' : 'A';
+  (void)kms.Decrypt(bad, enc.key_id(), RandomUid(), &dec);
+  if (vault_.is_sim()) {
+    vault_.sim().RevokeTokens();  // forces a re-login, logged at debug level
+    ASSERT_TRUE(kms.Encrypt(seed, RandomUid(), &enc).ok());
+  }
+  plugin->Stop();
+  std::string logs = plugin->Logs();
+  ASSERT_NE(logs.find("\"level\":\"debug\""), std::string::npos) << "debug logging was not on";
+  std::string payload = enc.ciphertext().substr(enc.ciphertext().find(':', 7) + 1);
+  for (const std::string& secret :
+       {role_id, secret_id, vault_.root_token(), seed, enc.ciphertext(), payload.substr(0, 24)}) {
+    EXPECT_EQ(logs.find(secret), std::string::npos) << "a secret value appears in the logs";
+  }
+}
+
+TEST_F(PluginTest, TokenNeverAppearsInAnyOutput) {
+  Json::Value params(Json::objectValue);
+  params["policies"].append("vault-kms");
+  params["ttl"] = "1h";
+  PluginOptions o = Options();
+  o.log_level = "debug";
+  o.token = vault_.setup().CreateToken(params);
+  std::string token = o.token;
+  auto plugin = StartPlugin(o);
+  KmsClient kms(plugin->socket_path());
+  v2::EncryptResponse enc;
+  ASSERT_TRUE(kms.Encrypt(RandomBytes(32), RandomUid(), &enc).ok());
+  plugin->Stop();
+  EXPECT_EQ(plugin->Logs().find(token), std::string::npos);
+  EXPECT_EQ(plugin->Logs().find(token.substr(4, 16)), std::string::npos);
+}
+
+// Flags are checked before anything happens: exit 2 with one line naming the flag.
+TEST(PluginFlagsTest, InvalidFlagsExitTwoWithOneLine) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--nope"}, "--nope"},
+      {{"--vault-addr=https://127.0.0.1:1", "--socket=relative"}, "--socket"},
+      {{"--vault-addr=http://127.0.0.1:1", "--approle-role-id=r", "--approle-secret-id-file=/s"},
+       "--vault-addr"},
+      {{"--vault-addr=https://127.0.0.1:1", "--approle-role-id=r"}, "--approle-secret-id-file"},
+      {{"--vault-addr=https://127.0.0.1:1", "--approle-role-id=r", "--approle-secret-id-file=/s",
+        "--key-refresh-interval=soon"},
+       "--key-refresh-interval"},
+  };
+  for (const auto& [args, flag] : cases) {
+    std::string out;
+    EXPECT_EQ(RunBrokerExpectingExit(args, &out), 2) << flag;
+    EXPECT_NE(out.find(flag), std::string::npos) << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << "one line: " << out;
+  }
+}
+
+TEST(PluginFlagsTest, HelpAndVersion) {
+  std::string out;
+  EXPECT_EQ(RunBrokerExpectingExit({"--help"}, &out), 0);
+  EXPECT_NE(out.find("--approle-secret-id-file"), std::string::npos);
+  EXPECT_EQ(RunBrokerExpectingExit({"--version"}, &out), 0);
+  EXPECT_NE(out.find("vault-kms "), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vkms::testing
