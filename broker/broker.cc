@@ -9,19 +9,47 @@
 namespace vkms::broker {
 namespace {
 
+// Replies answered on the main thread never wait for room in the socket: the main loop must
+// keep reading and seeing signals even if the frontend stops reading. A frontend that does not
+// read its replies loses them (its own callers time out).
+constexpr auto kInlineSendBudget = std::chrono::milliseconds(0);
+
+// Refusals are worth a warning (a sound frontend validates first), but a flood of them must
+// not flood the log: at most this many lines per second, then one summary.
+constexpr int kRefusalLogsPerSecond = 10;
+
+// The apiserver's uid is a UUID; the frontend passes at most a short sanitised form.
+constexpr size_t kMaxUid = 128;
+
 void SetError(ipc::Reply* reply, const Status& status) {
   reply->mutable_error()->set_code(static_cast<int32_t>(status.code()));
   reply->mutable_error()->set_message(status.message());
 }
 
+Status CheckEncrypt(const ipc::Request& req) {
+  return validate::Plaintext(req.encrypt().plaintext());
+}
+
+Status CheckDecrypt(const ipc::Request& req) {
+  uint64_t version = 0;
+  Status s = validate::VaultCiphertext(req.decrypt().ciphertext(), &version);
+  return s.ok() ? validate::KeyId(req.decrypt().key_id()) : s;
+}
+
+Status CheckNothing(const ipc::Request&) {
+  return Status::Ok();
+}
+
 }  // namespace
 
-// The whole IPC surface of the broker. Nothing else can be asked of it.
+// The whole IPC surface of the broker. Nothing else can be asked of it. Each row's check runs
+// on the main thread before anything is queued, so a refused request costs no worker and no
+// queue memory, and the handlers only ever see values within the KMS v2 limits.
 const Broker::Entry Broker::kDispatch[] = {
-    {ipc::Request::kEncrypt, "Encrypt", true, &Broker::HandleEncrypt},
-    {ipc::Request::kDecrypt, "Decrypt", true, &Broker::HandleDecrypt},
-    {ipc::Request::kStatus, "Status", false, &Broker::HandleStatus},
-    {ipc::Request::kStats, "Stats", false, &Broker::HandleStats},
+    {ipc::Request::kEncrypt, "Encrypt", true, &CheckEncrypt, &Broker::HandleEncrypt},
+    {ipc::Request::kDecrypt, "Decrypt", true, &CheckDecrypt, &Broker::HandleDecrypt},
+    {ipc::Request::kStatus, "Status", false, &CheckNothing, &Broker::HandleStatus},
+    {ipc::Request::kStats, "Stats", false, &CheckNothing, &Broker::HandleStats},
 };
 
 std::vector<Broker::TableRow> Broker::MessageTable() {
@@ -49,6 +77,10 @@ bool Broker::Dispatch(const ipc::Request& req, std::string* error) {
     *error = "request timeout out of range";
     return false;
   }
+  if (req.uid().size() > kMaxUid) {
+    *error = "request uid longer than " + std::to_string(kMaxUid) + " bytes";
+    return false;
+  }
   const Entry* entry = nullptr;
   for (const auto& e : kDispatch) {
     if (e.op == req.op_case()) entry = &e;
@@ -63,11 +95,17 @@ bool Broker::Dispatch(const ipc::Request& req, std::string* error) {
     Run(*entry, req, deadline);
     return true;
   }
-  if (!pool_->Submit([this, entry, req, deadline] { Run(*entry, req, deadline); })) {
+  Status refused = entry->check(req);
+  if (refused.ok() &&
+      !pool_->Submit([this, entry, req, deadline] { Run(*entry, req, deadline); })) {
+    refused = Status(Code::kResourceExhausted, "broker is overloaded; retry later");
+  }
+  if (!refused.ok()) {
     ipc::Reply reply;
     reply.set_id(req.id());
-    SetError(&reply, Status(Code::kResourceExhausted, "broker is overloaded; retry later"));
-    SendReply(reply);
+    SetError(&reply, refused);
+    SendReply(reply, std::min(deadline, Clock::now() + kInlineSendBudget));
+    LogRefusal(entry->name, req, refused);
   }
   return true;
 }
@@ -82,7 +120,9 @@ void Broker::Run(const Entry& entry, const ipc::Request& req, Deadline deadline)
   } else {
     (this->*entry.handler)(req, deadline, &reply);
   }
-  SendReply(reply);
+  // A worker may wait for room in the socket until the caller's deadline; an inline answer
+  // only briefly (see kInlineSendBudget).
+  SendReply(reply, entry.calls_vault ? deadline : std::min(deadline, start + kInlineSendBudget));
   // Plaintext was needed only for the send; don't leave it in freed heap memory.
   if (reply.has_decrypt()) WipeString(reply.mutable_decrypt()->mutable_plaintext());
   if (entry.op == ipc::Request::kStatus || entry.op == ipc::Request::kStats) return;
@@ -100,25 +140,38 @@ void Broker::Run(const Entry& entry, const ipc::Request& req, Deadline deadline)
   }
 }
 
+void Broker::LogRefusal(const char* op, const ipc::Request& req, const Status& refused) {
+  auto second = std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch());
+  if (second.count() != refusal_second_) {
+    if (refusals_suppressed_ > 0) {
+      log::Warning("more requests refused", {{"suppressed", std::to_string(refusals_suppressed_)}});
+    }
+    refusal_second_ = second.count();
+    refusals_logged_ = 0;
+    refusals_suppressed_ = 0;
+  }
+  if (refusals_logged_ >= kRefusalLogsPerSecond) {
+    ++refusals_suppressed_;
+    return;
+  }
+  ++refusals_logged_;
+  log::Warning("request refused", {{"op", op},
+                                   {"uid", validate::LoggableUid(req.uid())},
+                                   {"code", CodeName(refused.code())},
+                                   {"error", refused.message()}});
+}
+
 void Broker::HandleEncrypt(const ipc::Request& req, Deadline deadline, ipc::Reply* reply) {
-  const std::string& plaintext = req.encrypt().plaintext();
-  if (Status s = validate::Plaintext(plaintext); !s.ok()) return SetError(reply, s);
   std::string ciphertext, key_id;
-  Status s = backend_->Encrypt(plaintext, deadline, &ciphertext, &key_id);
+  Status s = backend_->Encrypt(req.encrypt().plaintext(), deadline, &ciphertext, &key_id);
   if (!s.ok()) return SetError(reply, s);
   reply->mutable_encrypt()->set_ciphertext(std::move(ciphertext));
   reply->mutable_encrypt()->set_key_id(std::move(key_id));
 }
 
 void Broker::HandleDecrypt(const ipc::Request& req, Deadline deadline, ipc::Reply* reply) {
-  const auto& d = req.decrypt();
-  uint64_t version = 0;
-  if (Status s = validate::VaultCiphertext(d.ciphertext(), &version); !s.ok()) {
-    return SetError(reply, s);
-  }
-  if (Status s = validate::KeyId(d.key_id()); !s.ok()) return SetError(reply, s);
   std::string plaintext;
-  Status s = backend_->Decrypt(d.ciphertext(), deadline, &plaintext);
+  Status s = backend_->Decrypt(req.decrypt().ciphertext(), deadline, &plaintext);
   if (!s.ok()) return SetError(reply, s);
   reply->mutable_decrypt()->set_plaintext(std::move(plaintext));
 }
@@ -142,12 +195,12 @@ bool Broker::SendShutdown() {
   reply.set_id(0);
   reply.mutable_shutdown();
   std::string err;
-  return ipc::Send(ipc_fd_, reply, &err);
+  return ipc::Send(ipc_fd_, reply, Clock::now() + kInlineSendBudget, &err);
 }
 
-void Broker::SendReply(const ipc::Reply& reply) {
+void Broker::SendReply(const ipc::Reply& reply, Deadline deadline) {
   std::string err;
-  if (!ipc::Send(ipc_fd_, reply, &err)) {
+  if (!ipc::Send(ipc_fd_, reply, deadline, &err)) {
     // The frontend is gone or going; the main loop notices the closed channel and exits.
     log::Debug("cannot send reply", {{"error", err}});
   }

@@ -49,6 +49,7 @@ class Broker {
     ipc::Request::OpCase op;
     const char* name;
     bool calls_vault;  // true: runs on a worker thread; false: answered inline from cache
+    Status (*check)(const ipc::Request&);  // what it validates, before queuing
     Handler handler;
   };
   static const Entry kDispatch[];
@@ -59,12 +60,17 @@ class Broker {
   void HandleStats(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
 
   void Run(const Entry& entry, const ipc::Request& req, Deadline deadline);
-  void SendReply(const ipc::Reply& reply);
+  void SendReply(const ipc::Reply& reply, Deadline deadline);
+  // Main thread only (called from Dispatch).
+  void LogRefusal(const char* op, const ipc::Request& req, const Status& refused);
 
   VaultBackend* backend_;
   WorkerPool* pool_;
   int ipc_fd_;
   std::atomic<uint64_t> requests_{0};
+  long long refusal_second_ = 0;
+  int refusals_logged_ = 0;
+  long long refusals_suppressed_ = 0;
 };
 
 }  // namespace vkms::broker

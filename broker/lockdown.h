@@ -3,11 +3,19 @@
 // been started and before any credential is read.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "broker/config.h"
+#include "shared/landlock.h"
 
 namespace vkms::broker {
+
+// What Landlock leaves the broker: its credential and CA directories (read), the resolver's
+// files, the socket's directory (remove the socket at exit), and TCP connect to Vault's
+// ports. Also printed by `make audit`.
+landlock::Rules BrokerLandlockRules(const BrokerConfig& config);
 
 // Returns false with a one-line reason; main() exits non-zero on failure.
 bool LockDownBroker(const BrokerConfig& config, bool started_as_root, std::string* error);

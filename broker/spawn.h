@@ -25,7 +25,10 @@ struct FrontendProcess {
 
 // socketpair(AF_UNIX, SOCK_SEQPACKET) + fork + exec. In the child: the IPC end and the
 // listening socket at fixed fd numbers, every other fd closed, an empty environment, the
-// frontend uid/gid with no capabilities (when root), and SIGKILL if the broker dies.
+// frontend uid/gid with no capabilities (when root), and a parent-death SIGKILL. The kernel
+// delivers that signal only while the broker may signal the frontend (same uid, no Landlock
+// signal scope), so in practice it covers start-up; afterwards the frontend exits when it sees
+// the IPC channel close.
 bool SpawnFrontend(const FrontendSpec& spec, FrontendProcess* out, std::string* error);
 
 // Directory of the running executable (from /proc/self/exe).

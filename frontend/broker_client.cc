@@ -2,6 +2,7 @@
 
 #include "shared/ipc.h"
 #include "shared/secret.h"
+#include "shared/validate.h"
 
 namespace vkms::frontend {
 namespace {
@@ -71,7 +72,7 @@ Status BrokerClient::Call(ipc::Request* req, Deadline deadline, ipc::Reply* repl
     result = pending_[id].get_future();
   }
   std::string error;
-  if (!ipc::Send(fd_, *req, &error)) {
+  if (!ipc::Send(fd_, *req, deadline, &error)) {
     std::lock_guard<std::mutex> lock(mu_);
     pending_.erase(id);
     return Status(Code::kUnavailable, "broker unavailable: " + error);
@@ -91,7 +92,7 @@ Status BrokerClient::Call(ipc::Request* req, Deadline deadline, ipc::Reply* repl
 Status BrokerClient::Encrypt(std::string_view plaintext, std::string_view uid, Deadline deadline,
                              std::string* ciphertext, std::string* key_id) {
   ipc::Request req;
-  req.set_uid(std::string(uid));
+  req.set_uid(validate::LoggableUid(uid));
   req.mutable_encrypt()->set_plaintext(std::string(plaintext));
   ipc::Reply reply;
   Status s = Call(&req, deadline, &reply);
@@ -107,7 +108,7 @@ Status BrokerClient::Encrypt(std::string_view plaintext, std::string_view uid, D
 Status BrokerClient::Decrypt(std::string_view ciphertext, std::string_view key_id,
                              std::string_view uid, Deadline deadline, std::string* plaintext) {
   ipc::Request req;
-  req.set_uid(std::string(uid));
+  req.set_uid(validate::LoggableUid(uid));
   req.mutable_decrypt()->set_ciphertext(std::string(ciphertext));
   req.mutable_decrypt()->set_key_id(std::string(key_id));
   ipc::Reply reply;

@@ -1,6 +1,7 @@
 #include "shared/ipc.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,7 +10,8 @@
 
 namespace vkms::ipc {
 
-bool Send(int fd, const google::protobuf::Message& msg, std::string* error) {
+bool Send(int fd, const google::protobuf::Message& msg,
+          std::chrono::steady_clock::time_point deadline, std::string* error) {
   std::string frame;
   if (!msg.SerializeToString(&frame)) {
     *error = "cannot serialize " + msg.GetTypeName();
@@ -20,9 +22,20 @@ bool Send(int fd, const google::protobuf::Message& msg, std::string* error) {
     return false;
   }
   for (;;) {
-    ssize_t n = send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
+    ssize_t n = send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n == static_cast<ssize_t>(frame.size())) return true;
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        *error = "peer is not reading (send buffer full)";
+        return false;
+      }
+      struct pollfd p = {fd, POLLOUT, 0};
+      poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
+      continue;
+    }
     *error = n < 0 ? std::string("send: ") + strerror(errno) : "short send";
     return false;
   }
@@ -46,7 +59,13 @@ RecvStatus Recv(int fd, google::protobuf::Message* msg, std::string* error) {
     *error = std::string("recvmsg: ") + strerror(errno);
     return errno == ECONNRESET ? RecvStatus::kClosed : RecvStatus::kIoError;
   }
-  if (n == 0 && mh.msg_controllen == 0) return RecvStatus::kClosed;
+  if (n == 0 && mh.msg_controllen == 0) {
+    // SOCK_SEQPACKET reports EOF and an empty datagram alike; only EOF leaves the peer hung up.
+    struct pollfd p = {fd, POLLRDHUP, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP))) return RecvStatus::kClosed;
+    *error = "empty frame";
+    return RecvStatus::kProtocolError;
+  }
   if (mh.msg_controllen > 0 || (mh.msg_flags & MSG_CTRUNC)) {
     // Nobody may pass descriptors or credentials over this channel: close what came and refuse.
     for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {

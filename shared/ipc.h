@@ -9,6 +9,7 @@
 
 #include <google/protobuf/message.h>
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 
@@ -25,11 +26,16 @@ constexpr int kFrontendListenFd = 4;
 enum class RecvStatus {
   kOk,
   kClosed,         // orderly EOF: the peer closed its end or exited
+                   // (an empty datagram is not EOF: it is a protocol error)
   kProtocolError,  // malformed input; *error says what, without echoing the bytes
   kIoError,
 };
 
-bool Send(int fd, const google::protobuf::Message& msg, std::string* error);
+// Sends one message without ever blocking past `deadline`: when the peer is not reading and
+// the socket buffer is full, waits for room until then and gives up ("peer is not reading").
+// Neither process can be wedged by a peer that stops reading.
+bool Send(int fd, const google::protobuf::Message& msg,
+          std::chrono::steady_clock::time_point deadline, std::string* error);
 
 // Blocks for one datagram and decodes it into *msg.
 RecvStatus Recv(int fd, google::protobuf::Message* msg, std::string* error);

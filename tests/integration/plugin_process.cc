@@ -20,14 +20,14 @@ bool Root() {
   return geteuid() == 0;
 }
 
+}  // namespace
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
-
-}  // namespace
 
 std::string BuildDir() {
   return VKMS_BUILD_DIR;
@@ -73,9 +73,9 @@ bool PluginProcess::Start(std::string* error) {
   log_path_ = dir_ + "/plugin.log";
 
   std::vector<std::string> args = {
-      BuildDir() + "/vault-kms-broker", "--socket=unix://" + socket_path_,
-      "--key-refresh-interval=" + options_.key_refresh, "--log-level=" + options_.log_level,
-      "--metrics-listen=127.0.0.1:0"};
+      options_.broker_path.empty() ? BuildDir() + "/vault-kms-broker" : options_.broker_path,
+      "--socket=unix://" + socket_path_, "--key-refresh-interval=" + options_.key_refresh,
+      "--log-level=" + options_.log_level, "--metrics-listen=127.0.0.1:0"};
   for (const auto& a : options_.vault_addrs) args.push_back("--vault-addr=" + a);
   if (!options_.ca_file.empty()) {
     std::string ca = dir_ + "/creds/ca.pem";
@@ -235,36 +235,60 @@ std::string PluginProcess::Logs() const {
   return ReadFile(log_path_);
 }
 
-int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* stderr_text) {
-  char tmpl[] = "/tmp/vkms-flags-XXXXXX";
-  int fd = mkstemp(tmpl);
+Captured RunCaptured(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  Captured c;
+  char out_tmpl[] = "/tmp/vkms-out-XXXXXX";
+  char err_tmpl[] = "/tmp/vkms-err-XXXXXX";
+  int out = mkstemp(out_tmpl), err = mkstemp(err_tmpl);
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
-    dup2(fd, STDERR_FILENO);
-    dup2(fd, STDOUT_FILENO);
-    std::vector<std::string> full = {BuildDir() + "/vault-kms-broker"};
-    full.insert(full.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : full) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    dup2(out, STDOUT_FILENO);
+    dup2(err, STDERR_FILENO);
     char* envp[] = {nullptr};
     execve(argv[0], argv.data(), envp);
     _exit(127);
   }
-  int status = 0;
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (waitpid(pid, &status, WNOHANG) != pid) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (waitpid(pid, &c.status, WNOHANG) != pid) {
     if (std::chrono::steady_clock::now() > until) {
       kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
+      waitpid(pid, &c.status, 0);
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  close(fd);
-  *stderr_text = ReadFile(tmpl);
-  unlink(tmpl);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  close(out);
+  close(err);
+  c.out = ReadFile(out_tmpl);
+  c.err = ReadFile(err_tmpl);
+  unlink(out_tmpl);
+  unlink(err_tmpl);
+  return c;
+}
+
+int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* output) {
+  std::vector<std::string> full = {BuildDir() + "/vault-kms-broker"};
+  full.insert(full.end(), args.begin(), args.end());
+  Captured c = RunCaptured(full);
+  *output = c.out + c.err;
+  return WIFEXITED(c.status) ? WEXITSTATUS(c.status) : -1;
+}
+
+std::string ProcStatusField(pid_t pid, const std::string& field) {
+  std::istringstream in(ReadFile("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) {
+      std::string v = line.substr(field.size() + 1);
+      v.erase(0, v.find_first_not_of(" \t"));
+      return v;
+    }
+  }
+  return "";
 }
 
 }  // namespace vkms::testing

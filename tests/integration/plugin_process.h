@@ -30,6 +30,9 @@ struct PluginOptions {
   std::string key_refresh = "1s";
   std::string log_level = "debug";
   std::vector<std::string> extra_flags;
+  // The broker executable; empty means BuildDir()/vault-kms-broker. A copy elsewhere starts
+  // whatever vault-kms-frontend sits beside it (the boundary tests put a hostile one there).
+  std::string broker_path;
 };
 
 class PluginProcess {
@@ -76,7 +79,22 @@ class PluginProcess {
 
 // The build directory (where vault-kms-broker and vaultsim live).
 std::string BuildDir();
-// Runs the broker with args and no Vault, capturing its exit code and stderr.
-int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* stderr_text);
+
+// What a finished child left: its wait status and what it wrote.
+struct Captured {
+  int status = -1;
+  std::string out, err;
+};
+// Runs argv[0] with an empty environment, stdout and stderr captured separately; SIGKILL after
+// the timeout.
+Captured RunCaptured(const std::vector<std::string>& argv,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
+// Runs the broker with args and no Vault; returns its exit code (-1 if killed) and everything
+// it printed.
+int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* output);
+
+std::string ReadFile(const std::string& path);
+// One field of /proc/PID/status ("CapEff", "Seccomp", ...), "" if absent.
+std::string ProcStatusField(pid_t pid, const std::string& field);
 
 }  // namespace vkms::testing

@@ -1,6 +1,7 @@
 // End-to-end tests of the real vault-kms-broker and vault-kms-frontend over the real socket,
 // against the Vault simulator over TLS (or a real Vault, see vault_env.h), calling the plugin
 // exactly as kube-apiserver does.
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -8,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -23,26 +25,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string StatusField(pid_t pid, const std::string& field) {
-  std::istringstream in(ReadAll("/proc/" + std::to_string(pid) + "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) {
-      std::string v = line.substr(field.size() + 1);
-      v.erase(0, v.find_first_not_of(" \t"));
-      return v;
-    }
-  }
-  return "";
-}
-
 #define REQUIRE_SIM()                                                        \
   do {                                                                       \
     if (!vault_.is_sim()) GTEST_SKIP() << "needs the simulator's fault API"; \
@@ -55,15 +37,7 @@ class PluginTest : public ::testing::Test {
     ASSERT_TRUE(vault_.Start(&err)) << err;
   }
 
-  PluginOptions Options() {
-    PluginOptions o;
-    o.vault_addrs = {vault_.addr()};
-    o.ca_file = vault_.ca_file();
-    o.role_id = vault_.role_id();
-    o.secret_id = vault_.NewSecretId();
-    o.extra_flags = vault_.PluginFlags();
-    return o;
-  }
+  PluginOptions Options() { return vault_.DefaultPluginOptions(); }
 
   std::unique_ptr<PluginProcess> StartPlugin(PluginOptions o, bool wait_healthy = true) {
     auto p = std::make_unique<PluginProcess>(std::move(o));
@@ -359,21 +333,21 @@ TEST_F(PluginTest, FrontendHoldsNoCredentialAndNoPrivilege) {
   ASSERT_GT(fe, 0);
   std::string fe_proc = "/proc/" + std::to_string(fe);
 
-  EXPECT_EQ(StatusField(fe, "CapEff"), "0000000000000000");
-  EXPECT_EQ(StatusField(fe, "CapPrm"), "0000000000000000");
-  EXPECT_EQ(StatusField(fe, "NoNewPrivs"), "1");
-  EXPECT_EQ(StatusField(plugin->pid(), "CapEff"), "0000000000000000");
-  EXPECT_EQ(StatusField(plugin->pid(), "NoNewPrivs"), "1");
+  EXPECT_EQ(ProcStatusField(fe, "CapEff"), "0000000000000000");
+  EXPECT_EQ(ProcStatusField(fe, "CapPrm"), "0000000000000000");
+  EXPECT_EQ(ProcStatusField(fe, "NoNewPrivs"), "1");
+  EXPECT_EQ(ProcStatusField(plugin->pid(), "CapEff"), "0000000000000000");
+  EXPECT_EQ(ProcStatusField(plugin->pid(), "NoNewPrivs"), "1");
   if (geteuid() == 0) {
-    EXPECT_EQ(StatusField(fe, "Uid").substr(0, 5), std::to_string(kFrontendUid));
-    EXPECT_EQ(StatusField(plugin->pid(), "Uid").substr(0, 5), std::to_string(kBrokerUid));
-    EXPECT_EQ(StatusField(fe, "CapBnd"), "0000000000000000");
-    EXPECT_EQ(StatusField(fe, "Groups"), "");
+    EXPECT_EQ(ProcStatusField(fe, "Uid").substr(0, 5), std::to_string(kFrontendUid));
+    EXPECT_EQ(ProcStatusField(plugin->pid(), "Uid").substr(0, 5), std::to_string(kBrokerUid));
+    EXPECT_EQ(ProcStatusField(fe, "CapBnd"), "0000000000000000");
+    EXPECT_EQ(ProcStatusField(fe, "Groups"), "");
   }
   // Nothing that could carry a credential: environment, argv, open files.
-  std::string environ = ReadAll(fe_proc + "/environ");
+  std::string environ = ReadFile(fe_proc + "/environ");
   EXPECT_TRUE(environ.empty()) << "frontend environment must be empty";
-  std::string cmdline = ReadAll(fe_proc + "/cmdline");
+  std::string cmdline = ReadFile(fe_proc + "/cmdline");
   for (const std::string& secret : {role_id, secret_id, vault_.root_token(), vault_.addr()}) {
     EXPECT_EQ(cmdline.find(secret), std::string::npos);
   }
@@ -400,7 +374,7 @@ TEST_F(PluginTest, RoleIdGivenAsAFlagIsScrubbedFromTheCommandLine) {
   std::string role_id = o.role_id;
   auto plugin = StartPlugin(o);
   EXPECT_EQ(plugin->Status().healthz(), "ok") << "the flag value was used to log in";
-  std::string cmdline = ReadAll("/proc/" + std::to_string(plugin->pid()) + "/cmdline");
+  std::string cmdline = ReadFile("/proc/" + std::to_string(plugin->pid()) + "/cmdline");
   EXPECT_NE(cmdline.find("--approle-role-id="), std::string::npos);
   EXPECT_EQ(cmdline.find(role_id), std::string::npos) << "role-id visible in /proc/PID/cmdline";
 }
@@ -474,6 +448,78 @@ TEST_F(PluginTest, TokenNeverAppearsInAnyOutput) {
   plugin->Stop();
   EXPECT_EQ(plugin->Logs().find(token), std::string::npos);
   EXPECT_EQ(plugin->Logs().find(token.substr(4, 16)), std::string::npos);
+}
+
+// A plain HTTP GET on 127.0.0.1 (the metrics listener is localhost-only, no TLS).
+std::pair<int, std::string> HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) != 0) {
+    close(fd);
+    return {0, ""};
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  (void)!write(fd, req.data(), req.size());
+  std::string resp;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
+  close(fd);
+  int status = resp.size() > 12 ? atoi(resp.c_str() + 9) : 0;
+  size_t body = resp.find("\r\n\r\n");
+  return {status, body == std::string::npos ? "" : resp.substr(body + 4)};
+}
+
+TEST_F(PluginTest, HealthAndReadinessSayWhy) {
+  REQUIRE_SIM();
+  auto plugin = StartPlugin(Options());
+  int port = plugin->metrics_port();
+  ASSERT_GT(port, 0) << plugin->Logs();
+  EXPECT_EQ(HttpGet(port, "/healthz"), std::make_pair(200, std::string("ok\n")));
+  EXPECT_EQ(HttpGet(port, "/readyz"), std::make_pair(200, std::string("ok\n")));
+  auto metrics = HttpGet(port, "/metrics");
+  EXPECT_EQ(metrics.first, 200);
+  EXPECT_NE(metrics.second.find("rpc_server_call_duration_seconds"), std::string::npos);
+
+  vault_.sim_process()->Stop();  // Vault goes away: metadata turns stale after 3 refreshes
+  auto until = std::chrono::steady_clock::now() + seconds(10);
+  std::pair<int, std::string> ready;
+  do {
+    ready = HttpGet(port, "/readyz");
+    if (ready.first == 503) break;
+    std::this_thread::sleep_for(milliseconds(200));
+  } while (std::chrono::steady_clock::now() < until);
+  EXPECT_EQ(ready.first, 503);
+  EXPECT_NE(ready.second.find("not ready: "), std::string::npos) << ready.second;
+  EXPECT_EQ(HttpGet(port, "/healthz").first, 200) << "alive: the frontend runs, the broker answers";
+  v2::StatusResponse st = plugin->Status();
+  EXPECT_NE(st.healthz(), "ok");
+  EXPECT_FALSE(st.key_id().empty()) << "the last known key_id stays while Vault is away";
+}
+
+TEST_F(PluginTest, VaultCallsRunInParallel) {
+  REQUIRE_SIM();
+  auto plugin = StartPlugin(Options());
+  vault_.sim().Latency(vault_.transit_mount() + "/encrypt/", 300);
+  constexpr int kCalls = 16;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&] {
+      KmsClient kms(plugin->socket_path());
+      v2::EncryptResponse enc;
+      if (kms.Encrypt(RandomBytes(32), RandomUid(), &enc).ok()) ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(ok.load(), kCalls);
+  // Serialised, 16 calls of 300 ms would take 4.8 s.
+  EXPECT_LT(elapsed, milliseconds(1500)) << "Vault calls were serialised";
 }
 
 // Flags are checked before anything happens: exit 2 with one line naming the flag.

@@ -87,6 +87,16 @@ int VaultEnv::port() const {
   return colon == std::string::npos ? 443 : atoi(addr_.c_str() + colon + 1);
 }
 
+PluginOptions VaultEnv::DefaultPluginOptions() {
+  PluginOptions o;
+  o.vault_addrs = {addr_};
+  o.ca_file = ca_file_;
+  o.role_id = role_id_;
+  o.secret_id = NewSecretId();
+  o.extra_flags = PluginFlags();
+  return o;
+}
+
 std::vector<std::string> VaultEnv::PluginFlags() const {
   return {"--transit-mount=" + transit_mount_, "--transit-key=" + key_,
           "--approle-mount=" + approle_mount_};

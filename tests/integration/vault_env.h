@@ -8,6 +8,7 @@
 #include <string>
 
 #include "sim_process.h"
+#include "tests/integration/plugin_process.h"
 #include "vault_http.h"
 #include "vault_setup.h"
 
@@ -41,6 +42,8 @@ class VaultEnv {
 
   // The flags that point the plugin at this Vault's transit mount, key and AppRole mount.
   std::vector<std::string> PluginFlags() const;
+  // Everything a plugin needs to run against this Vault, with a fresh secret-id.
+  PluginOptions DefaultPluginOptions();
 
  private:
   std::unique_ptr<SimProcess> sim_;

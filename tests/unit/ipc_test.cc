@@ -13,6 +13,10 @@
 namespace vkms::ipc {
 namespace {
 
+std::chrono::steady_clock::time_point Later() {
+  return std::chrono::steady_clock::now() + std::chrono::seconds(1);
+}
+
 class IpcTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -35,7 +39,7 @@ TEST_F(IpcTest, RoundTripsARequest) {
   req.set_uid("abc");
   req.mutable_encrypt()->set_plaintext(std::string(32, 'x'));
   std::string err;
-  ASSERT_TRUE(Send(fds_[0], req, &err)) << err;
+  ASSERT_TRUE(Send(fds_[0], req, Later(), &err)) << err;
   Request got;
   ASSERT_EQ(Recv(fds_[1], &got, &err), RecvStatus::kOk) << err;
   EXPECT_EQ(got.id(), 7u);
@@ -56,7 +60,7 @@ TEST_F(IpcTest, SenderRefusesOversizeFrames) {
   req.set_id(1);
   req.mutable_encrypt()->set_plaintext(std::string(kMaxFrame, 'a'));
   std::string err;
-  EXPECT_FALSE(Send(fds_[0], req, &err));
+  EXPECT_FALSE(Send(fds_[0], req, Later(), &err));
 }
 
 TEST_F(IpcTest, GarbageIsAProtocolError) {

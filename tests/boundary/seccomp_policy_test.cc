@@ -1,0 +1,403 @@
+// One death test per forbidden syscall per policy (Chromium/sandbox2 style): a child loads the
+// real policy, makes exactly one call, and the parent asserts how it ended — killed by SIGSYS
+// with the violation line naming that syscall, or refused with the chosen errno.
+#include <errno.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/memfd.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+
+#include "seccomp/broker_policy.h"
+#include "seccomp/frontend_policy.h"
+
+namespace vkms::seccomp {
+namespace {
+
+enum class Expect { kKilled, kErrno, kAllowed, kKernelErrno };
+
+struct Case {
+  const char* policy;  // "frontend" or "broker"
+  const char* name;    // test name; the syscall is the part before any "_variant" suffix
+  Expect expect;
+  int err;
+  long (*call)();
+};
+
+// Each call uses raw syscall() so that exactly the named syscall is made.
+long Execve() {
+  const char* argv[] = {"/bin/true", nullptr};
+  return syscall(SYS_execve, "/bin/true", argv, nullptr);
+}
+long Execveat() {
+  const char* argv[] = {"/bin/true", nullptr};
+  return syscall(SYS_execveat, AT_FDCWD, "/bin/true", argv, nullptr, 0);
+}
+long Ptrace() {
+  return syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
+}
+long ProcessVmReadv() {
+  return syscall(SYS_process_vm_readv, getppid(), nullptr, 0, nullptr, 0, 0);
+}
+long ProcessVmWritev() {
+  return syscall(SYS_process_vm_writev, getppid(), nullptr, 0, nullptr, 0, 0);
+}
+long Fork() {
+  return syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+}
+long Vfork() {
+  return syscall(SYS_vfork);
+}
+long SocketInet() {
+  return syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+}
+long SocketUnix() {
+  return syscall(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+}
+long SocketPacket() {
+  return syscall(SYS_socket, AF_PACKET, SOCK_RAW, 0);
+}
+long SocketNetlink() {
+  return syscall(SYS_socket, AF_NETLINK, SOCK_RAW, 0);
+}
+long Socketpair() {
+  int sv[2];
+  return syscall(SYS_socketpair, AF_UNIX, SOCK_STREAM, 0, sv);
+}
+long Connect() {
+  return syscall(SYS_connect, 0, nullptr, 0);
+}
+long Bind() {
+  return syscall(SYS_bind, 0, nullptr, 0);
+}
+long Listen() {
+  return syscall(SYS_listen, 0, 1);
+}
+long Accept() {
+  return syscall(SYS_accept, 0, nullptr, nullptr);
+}
+long Accept4() {
+  return syscall(SYS_accept4, 0, nullptr, nullptr, 0);
+}
+long Open() {
+  return syscall(SYS_open, "/etc/hostname", O_RDONLY);
+}
+long OpenatRead() {
+  return syscall(SYS_openat, AT_FDCWD, "/etc/hostname", O_RDONLY);
+}
+long OpenatWrite() {
+  return syscall(SYS_openat, AT_FDCWD, "/tmp/vkms-never", O_WRONLY | O_CREAT, 0600);
+}
+long OpenatTrunc() {
+  return syscall(SYS_openat, AT_FDCWD, "/tmp/vkms-never", O_RDONLY | O_TRUNC);
+}
+long Setuid() {
+  return syscall(SYS_setuid, 0);
+}
+long Setresuid() {
+  return syscall(SYS_setresuid, 0, 0, 0);
+}
+long Setgid() {
+  return syscall(SYS_setgid, 0);
+}
+long Setgroups() {
+  return syscall(SYS_setgroups, 0, nullptr);
+}
+long Mount() {
+  return syscall(SYS_mount, "none", "/tmp", "tmpfs", 0, nullptr);
+}
+long Unshare() {
+  return syscall(SYS_unshare, CLONE_NEWUSER);
+}
+long Setns() {
+  return syscall(SYS_setns, 0, 0);
+}
+long Chmod() {
+  return syscall(SYS_chmod, "/tmp", 0777);
+}
+long Unlink() {
+  return syscall(SYS_unlink, "/tmp/vkms-never");
+}
+long Mkdir() {
+  return syscall(SYS_mkdir, "/tmp/vkms-never", 0700);
+}
+long KillInit() {
+  return syscall(SYS_kill, 1, 0);
+}
+long MmapExec() {
+  return syscall(SYS_mmap, nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                 0);
+}
+long MprotectExec() {
+  static char page[4096] __attribute__((aligned(4096)));
+  return syscall(SYS_mprotect, page, 4096, PROT_READ | PROT_EXEC);
+}
+long SigactionSigsys() {
+  struct sigaction sa = {};
+  sa.sa_handler = SIG_IGN;
+  return syscall(SYS_rt_sigaction, SIGSYS, &sa, nullptr, 8);
+}
+long MemfdCreate() {
+  return syscall(SYS_memfd_create, "x", MFD_CLOEXEC);
+}
+long Bpf() {
+  return syscall(SYS_bpf, 0, nullptr, 0);
+}
+long IoUringSetup() {
+  return syscall(SYS_io_uring_setup, 1, nullptr);
+}
+long Userfaultfd() {
+  return syscall(SYS_userfaultfd, 0);
+}
+long Clone3() {
+  return syscall(SYS_clone3, nullptr, 0);
+}
+long Prctl() {
+  return syscall(SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
+}
+long Chroot() {
+  return syscall(SYS_chroot, "/");
+}
+long InitModule() {
+  return syscall(SYS_init_module, nullptr, 0, "");
+}
+long Keyctl() {
+  return syscall(SYS_keyctl, 0, 0, 0, 0, 0);
+}
+long PerfEventOpen() {
+  return syscall(SYS_perf_event_open, nullptr, 0, -1, -1, 0);
+}
+long OpenByHandleAt() {
+  return syscall(SYS_open_by_handle_at, 0, nullptr, 0);
+}
+// Allowed calls, to show the policy is not "kill everything".
+// A non-blocking listener made before the policy loads: accept() reaches the kernel, which
+// answers EAGAIN (nobody is connecting) instead of the policy killing the process.
+int g_listener = -1;
+long AcceptOnListener() {
+  return syscall(SYS_accept, g_listener, nullptr, nullptr);
+}
+long Getpid() {
+  return syscall(SYS_getpid);
+}
+long WriteStdout() {
+  return syscall(SYS_write, 1, "", 0);
+}
+
+const Case kCases[] = {
+    // vault-kms-frontend: no files, no sockets, no exec, no ptrace, no fork, no identity change.
+    {"frontend", "execve", Expect::kKilled, 0, Execve},
+    {"frontend", "execveat", Expect::kKilled, 0, Execveat},
+    {"frontend", "ptrace", Expect::kKilled, 0, Ptrace},
+    {"frontend", "process_vm_readv", Expect::kKilled, 0, ProcessVmReadv},
+    {"frontend", "process_vm_writev", Expect::kKilled, 0, ProcessVmWritev},
+    {"frontend", "clone", Expect::kKilled, 0, Fork},
+    {"frontend", "vfork", Expect::kKilled, 0, Vfork},
+    {"frontend", "socket", Expect::kKilled, 0, SocketInet},
+    {"frontend", "socketpair", Expect::kKilled, 0, Socketpair},
+    {"frontend", "connect", Expect::kKilled, 0, Connect},
+    {"frontend", "bind", Expect::kKilled, 0, Bind},
+    {"frontend", "listen", Expect::kKilled, 0, Listen},
+    {"frontend", "setuid", Expect::kKilled, 0, Setuid},
+    {"frontend", "setresuid", Expect::kKilled, 0, Setresuid},
+    {"frontend", "setgid", Expect::kKilled, 0, Setgid},
+    {"frontend", "setgroups", Expect::kKilled, 0, Setgroups},
+    {"frontend", "mount", Expect::kKilled, 0, Mount},
+    {"frontend", "unshare", Expect::kKilled, 0, Unshare},
+    {"frontend", "setns", Expect::kKilled, 0, Setns},
+    {"frontend", "chmod", Expect::kKilled, 0, Chmod},
+    {"frontend", "unlink", Expect::kKilled, 0, Unlink},
+    {"frontend", "mkdir", Expect::kKilled, 0, Mkdir},
+    {"frontend", "kill", Expect::kKilled, 0, KillInit},
+    {"frontend", "mmap", Expect::kKilled, 0, MmapExec},
+    {"frontend", "mprotect", Expect::kKilled, 0, MprotectExec},
+    {"frontend", "rt_sigaction", Expect::kKilled, 0, SigactionSigsys},
+    {"frontend", "memfd_create", Expect::kKilled, 0, MemfdCreate},
+    {"frontend", "bpf", Expect::kKilled, 0, Bpf},
+    {"frontend", "io_uring_setup", Expect::kKilled, 0, IoUringSetup},
+    {"frontend", "userfaultfd", Expect::kKilled, 0, Userfaultfd},
+    {"frontend", "prctl", Expect::kKilled, 0, Prctl},
+    {"frontend", "chroot", Expect::kKilled, 0, Chroot},
+    {"frontend", "init_module", Expect::kKilled, 0, InitModule},
+    {"frontend", "keyctl", Expect::kKilled, 0, Keyctl},
+    {"frontend", "perf_event_open", Expect::kKilled, 0, PerfEventOpen},
+    {"frontend", "open_by_handle_at", Expect::kKilled, 0, OpenByHandleAt},
+    {"frontend", "open", Expect::kErrno, EACCES, Open},
+    {"frontend", "openat", Expect::kErrno, EACCES, OpenatRead},
+    {"frontend", "clone3", Expect::kErrno, ENOSYS, Clone3},
+    {"frontend", "getpid", Expect::kAllowed, 0, Getpid},
+    {"frontend", "accept", Expect::kKernelErrno, EAGAIN, AcceptOnListener},
+    {"frontend", "write", Expect::kAllowed, 0, WriteStdout},
+    // vault-kms-broker: no exec, no ptrace, no fork, no listening sockets, no writes to files.
+    {"broker", "execve", Expect::kKilled, 0, Execve},
+    {"broker", "execveat", Expect::kKilled, 0, Execveat},
+    {"broker", "ptrace", Expect::kKilled, 0, Ptrace},
+    {"broker", "process_vm_readv", Expect::kKilled, 0, ProcessVmReadv},
+    {"broker", "process_vm_writev", Expect::kKilled, 0, ProcessVmWritev},
+    {"broker", "clone", Expect::kKilled, 0, Fork},
+    {"broker", "vfork", Expect::kKilled, 0, Vfork},
+    {"broker", "bind", Expect::kKilled, 0, Bind},
+    {"broker", "listen", Expect::kKilled, 0, Listen},
+    {"broker", "accept", Expect::kKilled, 0, Accept},
+    {"broker", "accept4", Expect::kKilled, 0, Accept4},
+    {"broker", "socket", Expect::kKilled, 0, SocketPacket},
+    {"broker", "openat", Expect::kKilled, 0, OpenatWrite},
+    {"broker", "openat_trunc", Expect::kKilled, 0, OpenatTrunc},
+    {"broker", "setuid", Expect::kKilled, 0, Setuid},
+    {"broker", "setresuid", Expect::kKilled, 0, Setresuid},
+    {"broker", "setgroups", Expect::kKilled, 0, Setgroups},
+    {"broker", "mount", Expect::kKilled, 0, Mount},
+    {"broker", "unshare", Expect::kKilled, 0, Unshare},
+    {"broker", "chmod", Expect::kKilled, 0, Chmod},
+    {"broker", "mkdir", Expect::kKilled, 0, Mkdir},
+    {"broker", "kill", Expect::kKilled, 0, KillInit},
+    {"broker", "mmap", Expect::kKilled, 0, MmapExec},
+    {"broker", "mprotect", Expect::kKilled, 0, MprotectExec},
+    {"broker", "rt_sigaction", Expect::kKilled, 0, SigactionSigsys},
+    {"broker", "memfd_create", Expect::kKilled, 0, MemfdCreate},
+    {"broker", "bpf", Expect::kKilled, 0, Bpf},
+    {"broker", "io_uring_setup", Expect::kKilled, 0, IoUringSetup},
+    {"broker", "prctl", Expect::kKilled, 0, Prctl},
+    {"broker", "keyctl", Expect::kKilled, 0, Keyctl},
+    {"broker", "socket_netlink", Expect::kErrno, EAFNOSUPPORT, SocketNetlink},
+    {"broker", "clone3", Expect::kErrno, ENOSYS, Clone3},
+    {"broker", "socket_unix", Expect::kAllowed, 0, SocketUnix},
+    {"broker", "openat_read", Expect::kAllowed, 0, OpenatRead},
+    {"broker", "getpid", Expect::kAllowed, 0, Getpid},
+};
+
+class SeccompPolicyTest : public ::testing::TestWithParam<Case> {};
+
+// "openat_trunc" -> "openat"; names that are syscalls themselves stay whole.
+std::string SyscallOf(const std::string& name) {
+  for (const char* suffix : {"_trunc", "_netlink", "_unix", "_read"}) {
+    size_t pos = name.rfind(suffix);
+    if (pos != std::string::npos && pos + strlen(suffix) == name.size()) return name.substr(0, pos);
+  }
+  return name;
+}
+
+// Runs c.call() in a child under the policy; returns the wait status, the call's result and
+// errno (through a pipe), and everything the child wrote to stderr.
+void RunInChild(const Case& c, int* status, long* ret, int* err, std::string* stderr_text) {
+  int res[2], errp[2];
+  ASSERT_EQ(pipe(res), 0);
+  ASSERT_EQ(pipe(errp), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(errp[1], STDERR_FILENO);
+    g_listener = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_un addr = {};
+    addr.sun_family = AF_UNIX;
+    if (g_listener < 0 ||
+        bind(g_listener, reinterpret_cast<struct sockaddr*>(&addr),
+             sizeof(sa_family_t)) != 0 ||  // autobind: an abstract name
+        listen(g_listener, 1) != 0) {
+      _exit(101);
+    }
+    std::string why;
+    Policy p =
+        std::string(c.policy) == "frontend" ? FrontendPolicy(getpid()) : BrokerPolicy(getpid());
+    if (!Install(p, &why)) {
+      (void)!write(STDERR_FILENO, why.data(), why.size());
+      _exit(100);
+    }
+    errno = 0;
+    long r = c.call();
+    long out[2] = {r, errno};
+    (void)!write(res[1], out, sizeof out);
+    _exit(0);
+  }
+  close(res[1]);
+  close(errp[1]);
+  long in[2] = {0, 0};
+  ssize_t n = read(res[0], in, sizeof in);
+  char buf[4096];
+  ssize_t m;
+  while ((m = read(errp[0], buf, sizeof buf)) > 0) stderr_text->append(buf, static_cast<size_t>(m));
+  close(res[0]);
+  close(errp[0]);
+  ASSERT_EQ(waitpid(pid, status, 0), pid);
+  *ret = n == sizeof in ? in[0] : -999;
+  *err = n == sizeof in ? static_cast<int>(in[1]) : 0;
+}
+
+TEST_P(SeccompPolicyTest, EndsAsThePolicySays) {
+  const Case& c = GetParam();
+  int status = 0, err = 0;
+  long ret = 0;
+  std::string errtext;
+  RunInChild(c, &status, &ret, &err, &errtext);
+  ASSERT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 100)
+      << "policy did not load: " << errtext;
+  switch (c.expect) {
+    case Expect::kKilled: {
+      ASSERT_TRUE(WIFSIGNALED(status)) << c.name << " returned " << ret << " errno " << err;
+      EXPECT_EQ(WTERMSIG(status), SIGSYS);
+      std::string syscall_name = SyscallOf(c.name);
+      EXPECT_NE(errtext.find("seccomp violation: syscall "), std::string::npos) << errtext;
+      EXPECT_NE(errtext.find("(" + syscall_name + ")"), std::string::npos)
+          << "violation line must name " << syscall_name << ": " << errtext;
+      break;
+    }
+    case Expect::kErrno:
+    case Expect::kKernelErrno:
+      ASSERT_TRUE(WIFEXITED(status))
+          << c.name << " killed by signal " << WTERMSIG(status) << errtext;
+      EXPECT_EQ(ret, -1);
+      EXPECT_EQ(err, c.err) << strerror(err);
+      break;
+    case Expect::kAllowed:
+      ASSERT_TRUE(WIFEXITED(status)) << c.name << " killed: " << errtext;
+      EXPECT_EQ(WEXITSTATUS(status), 0);
+      EXPECT_GE(ret, 0) << strerror(err);
+      break;
+  }
+}
+
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  const char* verdict = info.param.expect == Expect::kKilled  ? "Kills"
+                        : info.param.expect == Expect::kErrno ? "Refuses"
+                                                              : "Allows";  // kernel decides
+  return std::string(info.param.policy) + "_" + verdict + "_" + info.param.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, SeccompPolicyTest, ::testing::ValuesIn(kCases), CaseName);
+
+TEST(SeccompPolicyText, DescribesEverySection) {
+  std::string text = Describe(FrontendPolicy(1));
+  EXPECT_NE(text.find("kill  kexec_load"), std::string::npos) << text;
+  EXPECT_NE(text.find("errno(EACCES)  openat"), std::string::npos) << text;
+  EXPECT_NE(text.find("allow  accept4"), std::string::npos) << text;
+  EXPECT_EQ(text.find("allow  connect"), std::string::npos) << "the frontend never connects";
+  std::string broker = Describe(BrokerPolicy(1));
+  EXPECT_NE(broker.find("allow  connect"), std::string::npos);
+  EXPECT_EQ(broker.find("allow  execve"), std::string::npos);
+}
+
+TEST(SeccompPolicyInvariants, PoliciesWithoutTheSafetyLinesAreRefused) {
+  Policy p = FrontendPolicy(1);
+  p.rules.erase(p.rules.begin());  // the handler's exit rule
+  std::string err;
+  EXPECT_FALSE(Install(p, &err));
+  EXPECT_NE(err.find("exit rule"), std::string::npos) << err;
+  Policy q = {"x", {HandlerExitRule(), Allow("mmap")}};
+  EXPECT_FALSE(Install(q, &err));
+  EXPECT_NE(err.find("PROT_EXEC"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace vkms::seccomp
