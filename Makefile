@@ -2,6 +2,7 @@
 # Every dependency comes from Debian bookworm's packages and is installed here, nowhere else.
 
 BUILD      ?= build
+SAN_BUILD  ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
@@ -11,7 +12,7 @@ DEB_PACKAGES := build-essential cmake pkg-config ca-certificates openssl curl py
   libgoogle-glog-dev prometheus-cpp-dev libgtest-dev libgmock-dev libcpp-httplib-dev \
   clang clang-format libclang-rt-14-dev
 
-.PHONY: all deps build test demo clean format format-check
+.PHONY: all deps build test test-sanitize demo audit clean format format-check
 
 all: build
 
@@ -37,8 +38,20 @@ build: deps
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
+# Every suite again with AddressSanitizer + UndefinedBehaviorSanitizer (and LeakSanitizer in
+# the unconfined test processes), confinement on. .ci/run runs it after `make test`.
+test-sanitize: deps
+	cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVKMS_SANITIZE=ON $(CMAKE_ARGS)
+	cmake --build $(SAN_BUILD) -j $(JOBS)
+	cd $(SAN_BUILD) && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) --timeout 600
+
 demo: build
 	./tests/demo.sh $(BUILD)
+
+# What an auditor reads first: IPC table, seccomp allow-lists, Landlock rules, uids and caps.
+audit: build
+	$(BUILD)/vault-kms-audit $(AUDIT_FLAGS)
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
@@ -47,4 +60,4 @@ format-check:
 	git ls-files '*.cc' '*.h' | xargs clang-format --dry-run --Werror
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD)
