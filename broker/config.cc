@@ -25,6 +25,19 @@ bool ValidVaultName(const std::string& s, bool allow_slash) {
   return s.find("..") == std::string::npos && s.find("//") == std::string::npos;
 }
 
+// A group given by number or by name.
+bool ParseGroup(const std::string& text, gid_t* out) {
+  unsigned long long n;
+  if (flags::ParseUint(text, 0xfffffffeULL, &n)) {
+    *out = static_cast<gid_t>(n);
+    return true;
+  }
+  struct group* gr = getgrnam(text.c_str());
+  if (gr == nullptr) return false;
+  *out = gr->gr_gid;
+  return true;
+}
+
 bool ParseUser(const std::string& text, UserSpec* out) {
   std::string user = text, group;
   size_t colon = text.find(':');
@@ -43,16 +56,7 @@ bool ParseUser(const std::string& text, UserSpec* out) {
     out->uid = pw->pw_uid;
     out->gid = pw->pw_gid;
   }
-  if (!group.empty()) {
-    if (flags::ParseUint(group, 0xfffffffeULL, &n)) {
-      out->gid = static_cast<gid_t>(n);
-    } else {
-      struct group* gr = getgrnam(group.c_str());
-      if (gr == nullptr) return false;
-      out->gid = gr->gr_gid;
-    }
-  }
-  return true;
+  return group.empty() || ParseGroup(group, &out->gid);
 }
 
 ParseResult Fail(std::string* message, const std::string& text) {
@@ -155,14 +159,11 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
     c->socket_mode = static_cast<mode_t>(m);
   }
   if (auto g = p.Get("socket-group")) {
-    if (flags::ParseUint(*g, 0xfffffffeULL, &n)) {
-      c->socket_gid = static_cast<gid_t>(n);
-    } else {
-      struct group* gr = getgrnam(g->c_str());
-      if (gr == nullptr) return Fail(message, "--socket-group: no such group \"" + *g + "\"");
-      c->socket_gid = gr->gr_gid;
-    }
+    gid_t gid;
+    if (!ParseGroup(*g, &gid)) return Fail(message, "--socket-group: no such group \"" + *g + "\"");
+    c->socket_gid = gid;
   }
+
   if (auto u = p.Get("allowed-peer-uids")) {
     for (const auto& item : flags::SplitList(*u)) {
       if (!flags::ParseUint(item, 0xfffffffeULL, &n)) {
