@@ -187,7 +187,26 @@ void Broker::HandleStatus(const ipc::Request&, Deadline, ipc::Reply* reply) {
 }
 
 void Broker::HandleStats(const ipc::Request&, Deadline, ipc::Reply* reply) {
-  reply->mutable_stats()->set_requests_total(requests_.load());
+  BackendStats b = backend_->Stats();
+  auto* st = reply->mutable_stats();
+  st->set_requests_total(requests_.load());
+  st->set_logins_ok(b.logins_ok);
+  st->set_logins_failed(b.logins_failed);
+  st->set_renewals_ok(b.renewals_ok);
+  st->set_renewals_failed(b.renewals_failed);
+  st->set_token_ttl_seconds(b.token_ttl_seconds);
+  st->set_key_version(b.key_version);
+  st->set_seconds_since_vault_contact(b.seconds_since_vault_contact);
+  st->set_key_refreshes_ok(b.key_refreshes_ok);
+  st->set_key_refreshes_failed(b.key_refreshes_failed);
+  for (const auto& [labels, h] : b.vault_requests) {
+    auto* v = st->add_vault_requests();
+    v->set_operation(labels.first);
+    v->set_code(labels.second);
+    for (uint64_t c : h.buckets) v->add_buckets(c);
+    v->set_count(h.count);
+    v->set_sum_seconds(h.sum_seconds);
+  }
 }
 
 bool Broker::SendShutdown() {

@@ -205,6 +205,8 @@ BackendStats VaultBackend::Stats() const {
   s.key_version = k.meta ? k.meta->latest_version : 0;
   s.key_refreshes_ok = k.refreshes_ok;
   s.key_refreshes_failed = k.refreshes_failed;
+  s.seconds_since_vault_contact = impl_->http.request_metrics().SecondsSinceLastContact();
+  s.vault_requests = impl_->http.request_metrics().Snapshot();
   return s;
 }
 

@@ -6,12 +6,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "broker/vault_config.h"
 #include "shared/status.h"
+#include "shared/vault_metrics.h"
 
 namespace vkms::broker {
 
@@ -31,6 +33,8 @@ struct BackendStats {
   int64_t token_ttl_seconds = -1;  // -1 = no token or no expiry
   uint64_t key_version = 0;
   uint64_t key_refreshes_ok = 0, key_refreshes_failed = 0;
+  int64_t seconds_since_vault_contact = -1;  // -1 = never
+  std::map<std::pair<std::string, std::string>, metrics::Histogram> vault_requests;
 };
 
 class VaultBackend {

@@ -702,6 +702,14 @@ VaultResponse VaultHttp::TryAddresses(const VaultRequest& req) {
 }
 
 VaultResponse VaultHttp::Call(const VaultRequest& req) {
+  auto start = Clock::now();
+  VaultResponse resp = CallUntimed(req);
+  request_metrics_.Record(req.path, resp.status,
+                          std::chrono::duration<double>(Clock::now() - start).count());
+  return resp;
+}
+
+VaultResponse VaultHttp::CallUntimed(const VaultRequest& req) {
   VaultResponse resp;
   if (!config_error_.empty() || endpoints_.empty()) {
     resp.transport = Code::kFailedPrecondition;

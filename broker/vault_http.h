@@ -26,6 +26,7 @@
 
 #include "broker/vault_config.h"
 #include "shared/status.h"
+#include "shared/vault_metrics.h"
 
 namespace vkms::broker {
 
@@ -91,6 +92,9 @@ class VaultHttp {
   // backoff, all within req.deadline. Never throws.
   VaultResponse Call(const VaultRequest& req);
 
+  // Latency of every logical request by {operation, code}, and the last contact (metrics).
+  const metrics::VaultRequestMetrics& request_metrics() const { return request_metrics_; }
+
   // Index of the address calls currently start from (tests/metrics).
   size_t preferred_addr() const { return preferred_.load(); }
   // TCP connections opened so far; with keep-alive it stays near the number of concurrent
@@ -102,6 +106,7 @@ class VaultHttp {
   struct Share;
   struct Exchange;
 
+  VaultResponse CallUntimed(const VaultRequest& req);
   static size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata);
   void* CheckoutHandle();
   void ReturnHandle(void* handle);
@@ -123,6 +128,7 @@ class VaultHttp {
   std::vector<void*> pool_;  // idle CURL* easy handles, each keeping its connections alive
 
   std::atomic<size_t> preferred_{0};
+  metrics::VaultRequestMetrics request_metrics_;
   std::atomic<int64_t> last_reprobe_ms_{0};
   std::atomic<uint64_t> connections_opened_{0};
 };

@@ -120,6 +120,17 @@ Status BrokerClient::Decrypt(std::string_view ciphertext, std::string_view key_i
   return Status::Ok();
 }
 
+Status BrokerClient::Stats(Deadline deadline, ipc::StatsReply* out) {
+  ipc::Request req;
+  req.mutable_stats();
+  ipc::Reply reply;
+  Status s = Call(&req, deadline, &reply);
+  if (!s.ok()) return s;
+  if (!reply.has_stats()) return Status(Code::kInternal, "broker answered Stats with another type");
+  *out = std::move(*reply.mutable_stats());
+  return Status::Ok();
+}
+
 Status BrokerClient::GetStatus(Deadline deadline, BrokerStatus* out) {
   ipc::Request req;
   req.mutable_status();

@@ -48,6 +48,8 @@ class BrokerClient {
   Status Decrypt(std::string_view ciphertext, std::string_view key_id, std::string_view uid,
                  Deadline deadline, std::string* plaintext);
   Status GetStatus(Deadline deadline, BrokerStatus* out);
+  // The broker's figures for /metrics.
+  Status Stats(Deadline deadline, ipc::StatsReply* out);
 
  private:
   Status Call(ipc::Request* request, Deadline deadline, ipc::Reply* reply);

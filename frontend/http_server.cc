@@ -3,6 +3,7 @@
 #include <CivetServer.h>
 #include <prometheus/text_serializer.h>
 
+#include "frontend/broker_metrics.h"
 #include "shared/log.h"
 
 namespace vkms::frontend {
@@ -47,15 +48,22 @@ class HealthHandler : public CivetHandler {
 
 class MetricsHandler : public CivetHandler {
  public:
-  explicit MetricsHandler(std::shared_ptr<prometheus::Registry> registry)
-      : registry_(std::move(registry)) {}
+  MetricsHandler(BrokerClient* broker, std::shared_ptr<prometheus::Registry> registry)
+      : broker_(broker), registry_(std::move(registry)) {}
   bool handleGet(CivetServer*, struct mg_connection* conn) override {
-    std::string body = prometheus::TextSerializer().Serialize(registry_->Collect());
-    Reply(conn, 200, "text/plain; version=0.0.4", body);
+    std::vector<prometheus::MetricFamily> families = registry_->Collect();
+    families.push_back(BuildInfoFamily());
+    // The broker's figures are read at scrape time; a broker that does not answer shows up as
+    // vault_kms_broker_up 0 instead of failing the scrape.
+    ipc::StatsReply stats;
+    bool up = broker_->Stats(Clock::now() + kProbeDeadline, &stats).ok();
+    for (auto& f : BrokerFamilies(up ? &stats : nullptr)) families.push_back(std::move(f));
+    Reply(conn, 200, "text/plain; version=0.0.4", prometheus::TextSerializer().Serialize(families));
     return true;
   }
 
  private:
+  BrokerClient* broker_;
   std::shared_ptr<prometheus::Registry> registry_;
 };
 
@@ -63,7 +71,7 @@ class MetricsHandler : public CivetHandler {
 
 struct HttpServer::Handlers {
   Handlers(BrokerClient* broker, std::shared_ptr<prometheus::Registry> registry)
-      : healthz(broker, false), readyz(broker, true), metrics(std::move(registry)) {}
+      : healthz(broker, false), readyz(broker, true), metrics(broker, std::move(registry)) {}
   HealthHandler healthz;
   HealthHandler readyz;
   MetricsHandler metrics;

@@ -500,6 +500,54 @@ TEST_F(PluginTest, HealthAndReadinessSayWhy) {
   EXPECT_FALSE(st.key_id().empty()) << "the last known key_id stays while Vault is away";
 }
 
+TEST_F(PluginTest, MetricsCarryTheBrokersFiguresWithBoundedLabels) {
+  auto plugin = StartPlugin(Options());
+  KmsClient kms(plugin->socket_path());
+  v2::EncryptResponse enc;
+  ASSERT_TRUE(kms.Encrypt(RandomBytes(32), RandomUid(), &enc).ok());
+  v2::DecryptResponse dec;
+  ASSERT_TRUE(kms.Decrypt(enc.ciphertext(), enc.key_id(), RandomUid(), &dec).ok());
+  std::string tampered = enc.ciphertext();
+  tampered[20] = tampered[20] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(kms.Decrypt(tampered, enc.key_id(), RandomUid(), &dec).ok());
+
+  auto [status, body] = HttpGet(plugin->metrics_port(), "/metrics");
+  ASSERT_EQ(status, 200);
+  for (const char* line : {
+           "vault_kms_broker_up 1\n",
+           "vault_kms_build_info{version=\"" VKMS_TEST_VERSION "\"} 1\n",
+           "vault_kms_vault_logins_total{result=\"success\"} 1\n",
+           "vault_kms_kek_version 1\n",
+           "vault_kms_vault_request_duration_seconds_count{operation=\"encrypt\",code=\"200\"} 1\n",
+           "vault_kms_vault_request_duration_seconds_count{operation=\"decrypt\",code=\"200\"} 1\n",
+           "vault_kms_vault_request_duration_seconds_count{operation=\"decrypt\",code=\"400\"} 1\n",
+           "rpc_server_call_duration_seconds_count{rpc_grpc_status_code=\"OK\",rpc_method="
+           "\"Encrypt\"} 1\n",
+           "rpc_server_call_duration_seconds_count{rpc_grpc_status_code=\"INVALID_ARGUMENT\",rpc_"
+           "method=\"Decrypt\"} 1\n",
+       }) {
+    EXPECT_NE(body.find(line), std::string::npos) << "missing: " << line << body;
+  }
+  auto gauge = [&](const std::string& name) {
+    size_t at = body.find("\n" + name + " ");
+    return at == std::string::npos ? -2.0 : atof(body.c_str() + at + name.size() + 2);
+  };
+  EXPECT_GT(gauge("vault_kms_vault_token_ttl_seconds"), 3000);  // the role's token_ttl is 1h
+  EXPECT_GE(gauge("vault_kms_seconds_since_last_vault_contact"), 0);
+  EXPECT_LE(gauge("vault_kms_seconds_since_last_vault_contact"), 5);
+  // Bounded labels only: no key_id, no error text, no ciphertext; operations from a fixed set.
+  EXPECT_EQ(body.find("transit/kms:v"), std::string::npos);
+  EXPECT_EQ(body.find("authentication"), std::string::npos);
+  EXPECT_EQ(body.find("vault:v"), std::string::npos);
+  const std::set<std::string> operations = {"encrypt",     "decrypt",      "key_read", "login",
+                                            "token_renew", "token_lookup", "other"};
+  for (size_t at = body.find("operation=\""); at != std::string::npos;
+       at = body.find("operation=\"", at + 1)) {
+    size_t start = at + 11;
+    EXPECT_EQ(operations.count(body.substr(start, body.find('"', start) - start)), 1u);
+  }
+}
+
 TEST_F(PluginTest, VaultCallsRunInParallel) {
   REQUIRE_SIM();
   auto plugin = StartPlugin(Options());

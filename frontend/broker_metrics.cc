@@ -1,0 +1,101 @@
+#include "frontend/broker_metrics.h"
+
+#include <limits>
+#include <string>
+
+#include "shared/vault_metrics.h"
+
+namespace vkms::frontend {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily Family(const std::string& name, const std::string& help, MetricType type) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+ClientMetric Value(MetricType type, double v, std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (type == MetricType::Counter) {
+    m.counter.value = v;
+  } else {
+    m.gauge.value = v;
+  }
+  return m;
+}
+
+MetricFamily Single(const std::string& name, const std::string& help, MetricType type, double v) {
+  MetricFamily f = Family(name, help, type);
+  f.metric.push_back(Value(type, v));
+  return f;
+}
+
+MetricFamily ByResult(const std::string& name, const std::string& help, uint64_t ok,
+                      uint64_t failed) {
+  MetricFamily f = Family(name, help, MetricType::Counter);
+  f.metric.push_back(Value(MetricType::Counter, static_cast<double>(ok), {{"result", "success"}}));
+  f.metric.push_back(
+      Value(MetricType::Counter, static_cast<double>(failed), {{"result", "failure"}}));
+  return f;
+}
+
+}  // namespace
+
+MetricFamily BuildInfoFamily() {
+  MetricFamily f =
+      Family("vault_kms_build_info", "Build of vault-kms serving this endpoint", MetricType::Gauge);
+  f.metric.push_back(Value(MetricType::Gauge, 1, {{"version", VKMS_VERSION}}));
+  return f;
+}
+
+std::vector<MetricFamily> BrokerFamilies(const ipc::StatsReply* s) {
+  std::vector<MetricFamily> out;
+  out.push_back(Single("vault_kms_broker_up", "1 if the broker answered the scrape",
+                       MetricType::Gauge, s != nullptr ? 1 : 0));
+  if (s == nullptr) return out;
+  out.push_back(ByResult("vault_kms_vault_logins_total", "Vault logins by the broker",
+                         s->logins_ok(), s->logins_failed()));
+  out.push_back(ByResult("vault_kms_vault_token_renewals_total", "Vault token renewals",
+                         s->renewals_ok(), s->renewals_failed()));
+  out.push_back(ByResult("vault_kms_key_metadata_refreshes_total",
+                         "Reads of the transit key's metadata", s->key_refreshes_ok(),
+                         s->key_refreshes_failed()));
+  out.push_back(Single("vault_kms_vault_token_ttl_seconds",
+                       "Remaining TTL of the broker's Vault token (-1: none or no expiry)",
+                       MetricType::Gauge, static_cast<double>(s->token_ttl_seconds())));
+  out.push_back(Single("vault_kms_kek_version", "Transit key version Encrypt uses (0: unknown)",
+                       MetricType::Gauge, static_cast<double>(s->key_version())));
+  out.push_back(Single("vault_kms_seconds_since_last_vault_contact",
+                       "Seconds since Vault last answered any request (-1: never)",
+                       MetricType::Gauge, static_cast<double>(s->seconds_since_vault_contact())));
+  out.push_back(Single("vault_kms_broker_requests_total", "IPC requests the broker accepted",
+                       MetricType::Counter, static_cast<double>(s->requests_total())));
+
+  MetricFamily lat = Family("vault_kms_vault_request_duration_seconds",
+                            "Duration of Vault requests made by the broker, retries included",
+                            MetricType::Histogram);
+  for (const auto& v : s->vault_requests()) {
+    ClientMetric m;
+    m.label = {{"operation", v.operation()}, {"code", v.code()}};
+    m.histogram.sample_count = v.count();
+    m.histogram.sample_sum = v.sum_seconds();
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < metrics::kLatencyBuckets.size(); ++i) {
+      cumulative += i < static_cast<size_t>(v.buckets_size()) ? v.buckets(static_cast<int>(i)) : 0;
+      m.histogram.bucket.push_back({cumulative, metrics::kLatencyBuckets[i]});
+    }
+    m.histogram.bucket.push_back({v.count(), std::numeric_limits<double>::infinity()});
+    lat.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(lat));
+  return out;
+}
+
+}  // namespace vkms::frontend
