@@ -115,12 +115,24 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
     return Fail(message, err);
   }
   if (p.GetBool("help")) {
-    *message = flags::Usage("vault-kms-broker", "[flags]", BrokerFlagSpecs());
+    // Usage() has no subcommand section; the synopsis carries the one line `check` needs.
+    *message =
+        flags::Usage("vault-kms-broker",
+                     "[check] [flags]\n\n  check: test the configuration against Vault step by "
+                     "step (no socket, no frontend) and exit 0 if nothing failed",
+                     BrokerFlagSpecs());
     return ParseResult::kHelp;
   }
   if (p.GetBool("version")) {
     *message = std::string("vault-kms ") + VKMS_VERSION;
     return ParseResult::kVersion;
+  }
+  // The only positional is the `check` subcommand, and only in first place, so a stray word
+  // further on is still reported as the mistake it most likely is.
+  if (!positional.empty() && positional.front() == "check" && !args.empty() &&
+      args.front() == "check") {
+    c->check = true;
+    positional.erase(positional.begin());
   }
   if (!positional.empty()) {
     return Fail(message, "unexpected argument \"" + positional.front() + "\" (see --help)");

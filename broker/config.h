@@ -30,6 +30,8 @@ struct BrokerConfig {
   UserSpec broker_user{65532, 65532};
   UserSpec frontend_user{65533, 65533};
   VaultConfig vault;
+  // `vault-kms-broker check [flags]`: run the preflight (broker/check.h) instead of serving.
+  bool check = false;
 };
 
 enum class ParseResult { kOk, kHelp, kVersion, kError };

@@ -11,10 +11,12 @@
 
 #include <chrono>
 #include <cstdio>
+#include <iostream>
 #include <string>
 #include <vector>
 
 #include "broker/broker.h"
+#include "broker/check.h"
 #include "broker/config.h"
 #include "broker/listen_socket.h"
 #include "broker/lockdown.h"
@@ -161,6 +163,8 @@ int Main(int argc, char** argv) {
   }
   ScrubArgv(argc, argv);
   log::Init("vault-kms-broker", config.log_level);
+  // A preflight only: no socket, no frontend, no lockdown (broker/check.h).
+  if (config.check) return RunCheck(config, std::cout);
   const bool root = geteuid() == 0;
 
   // Signals are read from a signalfd in the main loop; block them before any thread exists.

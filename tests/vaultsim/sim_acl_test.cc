@@ -226,5 +226,41 @@ TEST_F(AclTest, CapabilitiesSelf) {
             "root");
 }
 
+// The shape the broker's `check` reads: one list per path, "capabilities" only for one path
+// (Vault's compatibility key), "deny" where nothing grants, and a deny rule beating a grant.
+TEST_F(AclTest, CapabilitiesSelfSinglePathAndDeny) {
+  const std::string enc = "transit/encrypt/" + key_;
+  const std::string token =
+      TokenWithPolicy(Name("p"),
+                      "path \"transit/*\" { capabilities = [\"update\"] }\n"
+                      "path \"" +
+                          enc +
+                          "\" { capabilities = [\"deny\"] }\n"
+                          "path \"transit/keys/*\" { capabilities = [\"read\", \"sudo\"] }");
+  Json::Value one;
+  one["paths"].append("transit/keys/" + key_);
+  HttpResult r = As(token, "POST", "sys/capabilities-self", one);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const Json::Value& d = r.json["data"];
+  ASSERT_EQ(d["capabilities"].size(), 2u) << r.body;
+  EXPECT_EQ(d["capabilities"][0].asString(), "read");
+  EXPECT_EQ(d["capabilities"][1].asString(), "sudo");
+  EXPECT_EQ(d["capabilities"], d["transit/keys/" + key_]);
+
+  Json::Value two;
+  two["paths"].append(enc);
+  two["paths"].append("transit/decrypt/" + key_);
+  r = As(token, "POST", "sys/capabilities-self", two);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_FALSE(r.json["data"].isMember("capabilities")) << r.body;
+  ASSERT_EQ(r.json["data"][enc].size(), 1u) << r.body;
+  EXPECT_EQ(r.json["data"][enc][0].asString(), "deny");
+  ASSERT_EQ(r.json["data"]["transit/decrypt/" + key_].size(), 1u) << r.body;
+  EXPECT_EQ(r.json["data"]["transit/decrypt/" + key_][0].asString(), "update");
+
+  // Without a token it is a 403 like every authenticated path.
+  EXPECT_EQ(As("", "POST", "sys/capabilities-self", one).status, 403);
+}
+
 }  // namespace
 }  // namespace vkms::testing

@@ -282,8 +282,9 @@ VaultResponse CapabilitiesSelf(Ctx& c) {
       for (const auto& n : names) caps.append(n);
     }
     data[path] = caps;
-    if (!data.isMember("capabilities")) data["capabilities"] = caps;
   }
+  // Vault keeps the single-path "capabilities" key for old clients, and only for one path.
+  if (paths.size() == 1) data["capabilities"] = data[paths.front()];
   return Respond(data, kMountType);
 }
 
