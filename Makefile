@@ -10,7 +10,7 @@ DEB_PACKAGES := build-essential cmake pkg-config ca-certificates openssl curl py
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev \
   libcurl4-openssl-dev libssl-dev libjsoncpp-dev libseccomp-dev libcap-ng-dev \
   libgoogle-glog-dev prometheus-cpp-dev libgtest-dev libgmock-dev libcpp-httplib-dev \
-  clang clang-format libclang-rt-14-dev
+  clang clang-format libclang-rt-14-dev python3-yaml
 
 .PHONY: all deps build test test-sanitize demo audit clean format format-check
 

@@ -73,7 +73,7 @@ std::vector<MetricFamily> BrokerFamilies(const ipc::StatsReply* s) {
   out.push_back(Single("vault_kms_kek_version", "Transit key version Encrypt uses (0: unknown)",
                        MetricType::Gauge, static_cast<double>(s->key_version())));
   out.push_back(Single("vault_kms_seconds_since_last_vault_contact",
-                       "Seconds since Vault last answered any request (-1: never)",
+                       "Seconds since Vault last answered a request successfully (-1: never)",
                        MetricType::Gauge, static_cast<double>(s->seconds_since_vault_contact())));
   out.push_back(Single("vault_kms_broker_requests_total", "IPC requests the broker accepted",
                        MetricType::Counter, static_cast<double>(s->requests_total())));

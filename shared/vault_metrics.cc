@@ -22,7 +22,7 @@ void VaultRequestMetrics::Record(std::string_view vault_path, long status, doubl
   if (i < kLatencyBuckets.size()) ++h.buckets[i];
   ++h.count;
   h.sum_seconds += seconds;
-  if (status > 0) {
+  if (status >= 200 && status < 400) {  // an answer that worked, not a 503 from a sealed Vault
     contacted_ = true;
     last_contact_ = std::chrono::steady_clock::now();
   }

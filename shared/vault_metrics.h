@@ -38,7 +38,7 @@ class VaultRequestMetrics {
   void Record(std::string_view vault_path, long status, double seconds);
   // (operation, code) -> histogram.
   std::map<std::pair<std::string, std::string>, Histogram> Snapshot() const;
-  // Seconds since the last request that got any HTTP answer from Vault; -1 if none yet.
+  // Seconds since Vault last answered a request successfully (2xx/3xx); -1 if never.
   int64_t SecondsSinceLastContact() const;
 
  private:
