@@ -82,14 +82,6 @@ std::string Duration(int64_t s) {
   return out;
 }
 
-int64_t JsonInt(const Json::Value& obj, const char* name) {
-  if (!obj.isObject()) return 0;
-  const Json::Value& v = obj[name];
-  if (v.isIntegral()) return v.asInt64();
-  if (v.isDouble()) return static_cast<int64_t>(v.asDouble());
-  return 0;
-}
-
 std::string HttpReason(const VaultResponse& r) {
   if (r.transport != Code::kOk) return r.error;
   std::string s = "HTTP " + std::to_string(r.status);

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "shared/log.h"
@@ -59,8 +60,20 @@ bool ParseUser(const std::string& text, UserSpec* out) {
   return group.empty() || ParseGroup(group, &out->gid);
 }
 
+// Every flag error goes through here. Values typed by the operator are quoted into the
+// message, so control characters are escaped: the error stays one line (DESIGN.md: "one clear
+// line naming the flag"), and a crafted argument cannot forge log or terminal output.
 ParseResult Fail(std::string* message, const std::string& text) {
-  *message = text;
+  message->clear();
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      char esc[8];
+      snprintf(esc, sizeof esc, "\\x%02x", c);
+      *message += esc;
+    } else {
+      message->push_back(static_cast<char>(c));
+    }
+  }
   return ParseResult::kError;
 }
 

@@ -167,14 +167,10 @@ Status KeyCache::ParseKeyMetadata(const Json::Value& data, const std::string& ns
     if (!ParseDecimal(version_name, &version)) continue;
     const Json::Value& v = keys[version_name];
     int64_t created = 0;
-    if (v.isIntegral()) {
-      created = v.asInt64();
-    } else if (v.isDouble()) {
-      created = static_cast<int64_t>(v.asDouble());
-    } else if (v.isObject() && v["creation_time"].isString()) {
+    if (v.isObject() && v["creation_time"].isString()) {
       // Asymmetric key types list versions as objects with an RFC 3339 creation_time.
       if (!ParseRfc3339(v["creation_time"].asString(), &created)) continue;
-    } else {
+    } else if (v.isString() || !JsonInt64(v, &created)) {
       continue;
     }
     out->creation[version] = created;

@@ -7,21 +7,6 @@
 namespace vkms::broker {
 namespace {
 
-int64_t JsonInt(const Json::Value& obj, const char* name) {
-  if (!obj.isObject()) return 0;
-  const Json::Value& v = obj[name];
-  if (v.isIntegral()) return v.asInt64();
-  if (v.isDouble()) return static_cast<int64_t>(v.asDouble());
-  if (v.isString()) {
-    // Some Vault fields (e.g. a renewal increment echoed back) may be strings of seconds.
-    const std::string s = v.asString();
-    char* end = nullptr;
-    long long n = std::strtoll(s.c_str(), &end, 10);
-    return (end != s.c_str() && *end == '\0') ? n : 0;
-  }
-  return 0;
-}
-
 bool JsonBool(const Json::Value& obj, const char* name) {
   return obj.isObject() && obj[name].isBool() && obj[name].asBool();
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -332,6 +333,38 @@ std::vector<std::string> SplitMultiError(const std::string& msg) {
 }
 
 }  // namespace
+
+bool JsonInt64(const Json::Value& v, int64_t* out) {
+  if (v.isInt64()) {
+    *out = v.asInt64();
+    return true;
+  }
+  if (v.isDouble()) {
+    // Exclusive bounds that are exact doubles: 2^63 itself does not fit in int64.
+    const double d = v.asDouble();
+    if (!std::isfinite(d) || d <= -9223372036854775808.0 || d >= 9223372036854775808.0)
+      return false;
+    *out = static_cast<int64_t>(d);
+    return true;
+  }
+  if (v.isString()) {
+    const std::string s = v.asString();
+    if (s.empty() || s.size() > 19) return false;
+    int64_t n = 0;
+    for (char c : s) {
+      if (c < '0' || c > '9') return false;
+      n = n * 10 + (c - '0');
+    }
+    *out = n;
+    return true;
+  }
+  return false;
+}
+
+int64_t JsonInt(const Json::Value& obj, const char* name) {
+  int64_t n = 0;
+  return obj.isObject() && JsonInt64(obj[name], &n) ? n : 0;
+}
 
 std::string SafeVaultErrors(const Json::Value& json, size_t max_len) {
   if (!json.isObject()) return "";

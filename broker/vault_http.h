@@ -156,6 +156,13 @@ void WipeJsonString(Json::Value* v);
 // from the server before they are shown, in case a server echoes what it was sent.
 void RedactSecret(std::string* text, std::string_view secret);
 
+// A JSON number (or a string of decimal digits, as some Vault fields are) as int64. False when
+// absent or not representable: never throws (jsoncpp's asInt64 does on a large unsigned) and
+// never converts an out-of-range double (undefined behaviour). Vault answers are untrusted.
+bool JsonInt64(const Json::Value& v, int64_t* out);
+// obj[name] through JsonInt64; 0 when absent or unusable.
+int64_t JsonInt(const Json::Value& obj, const char* name);
+
 // Vault's error strings are joined with "; ", control characters replaced, cut to max_len.
 std::string SafeVaultErrors(const Json::Value& json, size_t max_len = 200);
 

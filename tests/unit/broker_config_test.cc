@@ -112,6 +112,21 @@ TEST_F(BrokerConfigTest, InvalidFlagsNameTheFlag) {
   }
 }
 
+TEST_F(BrokerConfigTest, ControlCharactersCannotBreakTheOneLineError) {
+  // Found by fuzz_flags: values are quoted into the message.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"\r"},
+        {"--bogus\nflag"},
+        {"--socket-mode=06\n"},
+        {"--vault-addr=ftp://x\ny", "--approle-role-id=r", "--approle-secret-id-file=/s"}}) {
+    BrokerConfig c;
+    std::string msg;
+    ASSERT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kError);
+    EXPECT_EQ(msg.find_first_of("\r\n"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("\\x0"), std::string::npos) << msg;
+  }
+}
+
 TEST_F(BrokerConfigTest, MissingRequiredValues) {
   BrokerConfig c;
   std::string msg;

@@ -1262,3 +1262,36 @@ TEST_F(VaultSideTest, NothingSecretIsEverLogged) {
 
 }  // namespace
 }  // namespace vkms::broker
+
+namespace vkms::broker {
+namespace {
+
+// Found by fuzz_vault_json: a creation time too large for int64 made jsoncpp throw (the broker
+// died) and a huge double was converted with undefined behaviour. Both are refused now.
+TEST(KeyMetadata, HostileNumbersFromVaultAreRefusedNotFatal) {
+  for (const char* body :
+       {R"({"type":"aes256-gcm96","latest_version":1,"keys":{"1":15555555555557795756}})",
+        R"({"type":"aes256-gcm96","latest_version":1,"keys":{"1":1e300}})",
+        R"({"type":"aes256-gcm96","latest_version":1,"keys":{"1":-1e300}})"}) {
+    Json::Value data;
+    Json::CharReaderBuilder b;
+    std::string errs;
+    std::unique_ptr<Json::CharReader> r(b.newCharReader());
+    ASSERT_TRUE(r->parse(body, body + strlen(body), &data, &errs)) << errs;
+    KeyMetadata meta;
+    Status s;
+    ASSERT_NO_THROW(s = KeyCache::ParseKeyMetadata(data, "", "transit", "kms", &meta)) << body;
+    EXPECT_FALSE(s.ok()) << "no usable creation time for the latest version: " << body;
+  }
+  int64_t n = 0;
+  EXPECT_FALSE(JsonInt64(Json::Value(Json::UInt64(15555555555557795756ULL)), &n));
+  EXPECT_FALSE(JsonInt64(Json::Value(1e300), &n));
+  EXPECT_FALSE(JsonInt64(Json::Value("12x"), &n));
+  ASSERT_TRUE(JsonInt64(Json::Value("3600"), &n));
+  EXPECT_EQ(n, 3600);
+  ASSERT_TRUE(JsonInt64(Json::Value(1700000000.0), &n));
+  EXPECT_EQ(n, 1700000000);
+}
+
+}  // namespace
+}  // namespace vkms::broker
