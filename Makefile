@@ -3,6 +3,8 @@
 
 BUILD      ?= build
 SAN_BUILD  ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
@@ -12,7 +14,8 @@ DEB_PACKAGES := build-essential cmake pkg-config ca-certificates openssl curl py
   libgoogle-glog-dev prometheus-cpp-dev libgtest-dev libgmock-dev libcpp-httplib-dev \
   clang clang-format libclang-rt-14-dev python3-yaml
 
-.PHONY: all deps build test test-sanitize demo audit clean format format-check
+.PHONY: all deps build test test-sanitize fuzz fuzz-build fuzz-smoke demo audit clean format \
+  format-check
 
 all: build
 
@@ -37,6 +40,7 @@ build: deps
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+	$(MAKE) --no-print-directory fuzz-smoke
 
 # Every suite again with AddressSanitizer + UndefinedBehaviorSanitizer (and LeakSanitizer in
 # the unconfined test processes), confinement on. .ci/run runs it after `make test`.
@@ -45,6 +49,46 @@ test-sanitize: deps
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 	cd $(SAN_BUILD) && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) --timeout 600
+
+# libFuzzer targets (tests/fuzz/), in their own clang build: every library instrumented with
+# -fsanitize=fuzzer-no-link,address,undefined. Each target runs in turn on its checked-in seeds
+# (tests/fuzz/corpus/<target>, read-only) plus a working corpus in $(FUZZ_BUILD)/corpus; a
+# crash leaves its input in $(FUZZ_BUILD)/artifacts/<target>/ and fails the run once all ran.
+FUZZ_TARGETS := fuzz_ipc_decode fuzz_vault_ciphertext fuzz_vault_json fuzz_flags \
+  fuzz_annotations_keyid
+
+fuzz-build: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DVKMS_FUZZ=ON $(CMAKE_ARGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
+
+# $(1): seconds per target.
+define fuzz_run
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  extra=""; [ $$t = fuzz_ipc_decode ] && extra="-max_len=70000"; \
+	  UBSAN_OPTIONS=print_stacktrace=1 $(FUZZ_BUILD)/$$t -max_total_time=$(1) $$extra \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ \
+	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t >$(FUZZ_BUILD)/$$t.log 2>&1; \
+	  rc=$$?; \
+	  if [ $$rc -eq 0 ]; then \
+	    echo "$$t: $$(grep -E '^#[0-9]+[[:space:]]+DONE' $(FUZZ_BUILD)/$$t.log | tail -n 1)"; \
+	  else \
+	    echo "$$t: FAILED (exit $$rc), log $(FUZZ_BUILD)/$$t.log:"; \
+	    grep -E 'invariant violated|runtime error|ERROR:|what\(\)|Test unit written' \
+	      $(FUZZ_BUILD)/$$t.log | head -n 8; \
+	    failed="$$failed $$t"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed" >&2; exit 1; fi
+endef
+
+fuzz: fuzz-build
+	$(call fuzz_run,$(FUZZ_SECONDS))
+
+# ~5 s per target: part of `make test`.
+fuzz-smoke: fuzz-build
+	$(call fuzz_run,5)
 
 demo: build
 	./tests/demo.sh $(BUILD)
@@ -60,4 +104,4 @@ format-check:
 	git ls-files '*.cc' '*.h' | xargs clang-format --dry-run --Werror
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)
