@@ -88,18 +88,6 @@ std::string HttpReason(const VaultResponse& r) {
   return r.error.empty() ? s : s + ": " + r.error;
 }
 
-// lookup-self echoes the token as data.id (and its accessor): wipe them as soon as parsed.
-void WipeTokenFields(Json::Value* json) {
-  if (!json->isObject()) return;
-  for (const char* block : {"auth", "data"}) {
-    Json::Value& b = (*json)[block];
-    if (!b.isObject()) continue;
-    for (const char* f : {"client_token", "id", "accessor"}) {
-      if (b.isMember(f)) WipeJsonString(&b[f]);
-    }
-  }
-}
-
 // VaultHttp's transport reasons for certificate/handshake problems (vault_http.cc CurlReason).
 bool IsTlsError(const VaultResponse& r) {
   if (r.transport == Code::kOk) return false;

@@ -22,18 +22,6 @@ bool TakeSecret(Json::Value* obj, const char* name, SecretString* out) {
   return true;
 }
 
-// Token-bearing fields a response may carry; wiped whether or not we use them.
-void WipeTokenFields(Json::Value* json) {
-  if (!json->isObject()) return;
-  for (const char* block : {"auth", "data"}) {
-    Json::Value& b = (*json)[block];
-    if (!b.isObject()) continue;
-    for (const char* f : {"client_token", "id", "accessor"}) {
-      if (b.isMember(f)) WipeJsonString(&b[f]);
-    }
-  }
-}
-
 std::string TransportReason(const VaultResponse& r) {
   if (r.transport == Code::kFailedPrecondition) return "invalid vault configuration: " + r.error;
   return "vault unreachable: " + r.error;

@@ -305,6 +305,17 @@ void WipeJsonString(Json::Value* v) {
   *v = Json::Value();
 }
 
+void WipeTokenFields(Json::Value* json) {
+  if (!json->isObject()) return;
+  for (const char* block : {"auth", "data"}) {
+    Json::Value& b = (*json)[block];
+    if (!b.isObject()) continue;
+    for (const char* f : {"client_token", "id", "accessor"}) {
+      if (b.isMember(f)) WipeJsonString(&b[f]);
+    }
+  }
+}
+
 void RedactSecret(std::string* text, std::string_view secret) {
   if (secret.empty()) return;
   for (size_t pos = text->find(secret); pos != std::string::npos; pos = text->find(secret, pos)) {

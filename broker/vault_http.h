@@ -151,6 +151,9 @@ inline size_t JsonStringReserve(size_t n) {
 
 // Overwrites a parsed JSON string value in place (jsoncpp frees without wiping).
 void WipeJsonString(Json::Value* v);
+// Wipes the token-bearing fields a Vault response may carry (auth/data: client_token, id —
+// lookup-self echoes the token — and accessor), whether or not the caller uses them.
+void WipeTokenFields(Json::Value* json);
 
 // Replaces every occurrence of `secret` in *text by "[redacted]". Used on messages that come
 // from the server before they are shown, in case a server echoes what it was sent.
