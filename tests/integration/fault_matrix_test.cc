@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/plugin_fixture.h"
 #include "tests/integration/plugin_process.h"
 #include "tests/integration/vault_env.h"
 #include "tests/kmsclient/kms_client.h"
@@ -37,11 +38,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-#define REQUIRE_SIM()                                                        \
-  do {                                                                       \
-    if (!vault_.is_sim()) GTEST_SKIP() << "needs the simulator's fault API"; \
-  } while (0)
 
 milliseconds Since(Clock::time_point t0) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
@@ -178,32 +174,12 @@ bool ProcessGone(pid_t pid) {
   return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
 }
 
-class FaultMatrixTest : public ::testing::Test {
+class FaultMatrixTest : public PluginFixture {
  protected:
-  void SetUp() override {
-    std::string err;
-    ASSERT_TRUE(vault_.Start(&err)) << err;
-  }
   void TearDown() override {
     if (vault_.is_sim()) vault_.sim().Reset();  // no fault may slow down the plugin's shutdown
   }
 
-  PluginOptions Options() { return vault_.DefaultPluginOptions(); }
-
-  std::unique_ptr<PluginProcess> StartPlugin(PluginOptions o, bool wait_healthy = true) {
-    auto p = std::make_unique<PluginProcess>(std::move(o));
-    std::string err;
-    EXPECT_TRUE(p->Start(&err)) << err;
-    if (wait_healthy) {
-      std::string last;
-      EXPECT_TRUE(p->WaitHealthy(seconds(10), &last)) << last << "\n" << p->Logs();
-    }
-    return p;
-  }
-
-  int64_t SimCount(const std::string& prefix) {
-    return SimControl::CountWithPrefix(vault_.sim().Stats(), prefix);
-  }
   std::string EncryptPath() const { return vault_.transit_mount() + "/encrypt/"; }
 
   // An Encrypt that must succeed, then its Decrypt: the plugin works.
@@ -220,8 +196,6 @@ class FaultMatrixTest : public ::testing::Test {
   }
 
   void StandbyFailover(bool list_active_addr);
-
-  VaultEnv vault_;
 };
 
 // Case 1: Vault is sealed when the plugin starts. The plugin still starts and serves, Status says

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/integration/plugin_fixture.h"
 #include "tests/integration/plugin_process.h"
 #include "tests/integration/vault_env.h"
 #include "tests/kmsclient/kms_client.h"
@@ -25,37 +26,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-#define REQUIRE_SIM()                                                        \
-  do {                                                                       \
-    if (!vault_.is_sim()) GTEST_SKIP() << "needs the simulator's fault API"; \
-  } while (0)
-
-class PluginTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string err;
-    ASSERT_TRUE(vault_.Start(&err)) << err;
-  }
-
-  PluginOptions Options() { return vault_.DefaultPluginOptions(); }
-
-  std::unique_ptr<PluginProcess> StartPlugin(PluginOptions o, bool wait_healthy = true) {
-    auto p = std::make_unique<PluginProcess>(std::move(o));
-    std::string err;
-    EXPECT_TRUE(p->Start(&err)) << err;
-    if (wait_healthy) {
-      std::string last;
-      EXPECT_TRUE(p->WaitHealthy(seconds(10), &last)) << last << "\n" << p->Logs();
-    }
-    return p;
-  }
-
-  int64_t SimCount(const std::string& prefix) {
-    return SimControl::CountWithPrefix(vault_.sim().Stats(), prefix);
-  }
-
-  VaultEnv vault_;
-};
+class PluginTest : public PluginFixture {};
 
 TEST_F(PluginTest, EncryptDecryptRoundTrip) {
   auto plugin = StartPlugin(Options());
