@@ -696,6 +696,17 @@ VaultResponse VaultHttp::TryEndpoint(const VaultRequest& req, const Endpoint& ba
       resp.error = "refusing vault redirect to a non-https address";
       return resp;
     }
+    // The broker may connect only to the ports of its --vault-addr values (Landlock enforces it
+    // when confined). Refuse any other port here, confined or not, so the behaviour does not
+    // depend on the kernel and the reason names the fix instead of a sandbox denial.
+    if (std::none_of(endpoints_.begin(), endpoints_.end(),
+                     [&](const Endpoint& e) { return e.port == next.port; })) {
+      resp.transport = Code::kUnavailable;
+      resp.error = "vault standby redirected to port " + std::to_string(next.port) +
+                   ", which is not the port of any --vault-addr; list the active node's address "
+                   "in --vault-addr";
+      return resp;
+    }
     // A relative Location resolves against our URL, whose host is the override name.
     if (!config_.tls_server_name.empty() &&
         (IEquals(next.host, url_host) || IEquals(next.host, config_.tls_server_name))) {

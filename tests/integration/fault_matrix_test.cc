@@ -506,16 +506,43 @@ TEST_F(FaultMatrixTest, FailsOverPastADeadNodeAndFollowsTheStandbyRedirect) {
   StandbyFailover(/*list_active_addr=*/true);
 }
 
-// BUG (product, broker Landlock rules): a standby's 307 to an active node whose port is not the
-// port of any --vault-addr is never followed: the broker's Landlock TCP rules allow connect()
-// only to the --vault-addr ports, so the redirect fails with "vault unreachable: connection not
-// permitted by the sandbox" and the plugin stays unhealthy. DESIGN.md promises "follow a 307 to
-// the active node"; real clusters hit this when the configured address is a load balancer port
-// (e.g. 443) and the nodes' api_addr uses 8200. Enable once the redirect target's port is allowed
-// (or the limit is documented and the redirect refused with a clear message).
-TEST_F(FaultMatrixTest, DISABLED_FollowsAStandbyRedirectToAPortNotListedInVaultAddr) {
+// The active node's port is not the port of any --vault-addr: the broker may not connect there
+// (Landlock's TCP rule), so it refuses the redirect itself and says what to change, in Status
+// and in the call's error. Nothing reaches the active node.
+TEST_F(FaultMatrixTest, RefusesAStandbyRedirectToAnUnlistedPortAndNamesTheFix) {
   REQUIRE_SIM();
-  StandbyFailover(/*list_active_addr=*/false);
+  SimProcess active;
+  std::string err;
+  ASSERT_TRUE(active.Start({}, &err)) << err;
+  VaultHttp active_http(active.addr(), active.ca_file());
+  SimControl active_control(active_http, active.root_token());
+  PluginOptions o = Options();  // the secret-id is made before the node turns standby
+  vault_.sim().Standby(active.addr());
+  active_control.ResetStats();
+
+  auto plugin = StartPlugin(o, /*wait_healthy=*/false);
+  KmsClient kms(plugin->socket_path());
+  std::string healthz;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        v2::StatusResponse st;
+        if (!kms.Status(&st).ok()) return false;
+        healthz = st.healthz();
+        return healthz.find("--vault-addr") != std::string::npos;
+      },
+      seconds(10)))
+      << "last healthz: " << healthz << "\n"
+      << plugin->Logs();
+  v2::EncryptResponse enc;
+  grpc::Status s = kms.Encrypt(RandomBytes(32), RandomUid(), &enc);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(active_control.Stats()["total"].asInt64(), 0) << "nothing reached the active node";
+
+  // Listing it is the fix the message names (FailsOverPastADeadNodeAndFollowsTheStandbyRedirect).
+  vault_.sim().Standby("");
+  std::string last;
+  ASSERT_TRUE(plugin->WaitHealthy(seconds(20), &last)) << last << "\n" << plugin->Logs();
+  ExpectRoundTrip(kms, *plugin, "once the node stops redirecting");
 }
 
 // Case 12: the broker is SIGKILLed. The frontend notices its IPC channel closing and exits; the
