@@ -54,7 +54,7 @@ test-sanitize: deps
 # -fsanitize=fuzzer-no-link,address,undefined. Each target runs in turn on its checked-in seeds
 # (tests/fuzz/corpus/<target>, read-only) plus a working corpus in $(FUZZ_BUILD)/corpus; a
 # crash leaves its input in $(FUZZ_BUILD)/artifacts/<target>/ and fails the run once all ran.
-FUZZ_TARGETS := fuzz_ipc_decode fuzz_vault_ciphertext fuzz_vault_json fuzz_flags \
+FUZZ_TARGETS := fuzz_ipc_decode fuzz_vault_ciphertext fuzz_vault_json fuzz_vault_auth fuzz_flags \
   fuzz_annotations_keyid
 
 fuzz-build: deps

@@ -2,25 +2,11 @@
 
 #include <algorithm>
 
+#include "broker/auth_answer.h"
 #include "shared/log.h"
 
 namespace vkms::broker {
 namespace {
-
-bool JsonBool(const Json::Value& obj, const char* name) {
-  return obj.isObject() && obj[name].isBool() && obj[name].asBool();
-}
-
-// Takes a string out of a parsed response and wipes it there.
-bool TakeSecret(Json::Value* obj, const char* name, SecretString* out) {
-  if (!obj->isObject() || !(*obj)[name].isString()) return false;
-  Json::Value& v = (*obj)[name];
-  std::string s = v.asString();
-  WipeJsonString(&v);
-  if (s.empty()) return false;
-  *out = SecretString(std::move(s));
-  return true;
-}
 
 std::string TransportReason(const VaultResponse& r) {
   if (r.transport == Code::kFailedPrecondition) return "invalid vault configuration: " + r.error;
@@ -37,12 +23,7 @@ std::string HttpReason(const VaultResponse& r) {
 
 }  // namespace
 
-struct TokenManager::Credential {
-  SecretString token;
-  int64_t lease_s = 0;      // 0 = does not expire
-  int64_t increment_s = 0;  // what to ask for at renewal
-  bool renewable = false;
-};
+struct TokenManager::Credential : AuthAnswer {};
 
 TokenManager::TokenManager(const VaultConfig& config, VaultHttp* http, Options options)
     : config_(config), http_(http), options_(options) {}
@@ -153,18 +134,14 @@ Status TokenManager::AppRoleLogin(Deadline deadline, Credential* out) {
   secret_id.Clear();
   role_id.Clear();
 
-  Json::Value* auth = r.json.isObject() && r.json["auth"].isObject() ? &r.json["auth"] : nullptr;
-  bool got_token = auth != nullptr && TakeSecret(auth, "client_token", &out->token);
-  WipeTokenFields(&r.json);
+  std::string why;
+  bool parsed = ReadAuthAnswer(AuthAnswerKind::kLogin, &r.json, out, &why);
   if (r.transport != Code::kOk) return Status(TransportCode(r), TransportReason(r));
   if (!r.ok()) {
     return Status(r.status == 400 || r.status == 403 ? Code::kPermissionDenied : Code::kUnavailable,
                   "vault login failed: " + HttpReason(r));
   }
-  if (!got_token) return Status(Code::kUnavailable, "vault login failed: no token in the answer");
-  out->lease_s = JsonInt(*auth, "lease_duration");
-  out->increment_s = out->lease_s;
-  out->renewable = JsonBool(*auth, "renewable");
+  if (!parsed) return Status(Code::kUnavailable, "vault login failed: " + why);
   return Status::Ok();
 }
 
@@ -183,12 +160,11 @@ Status TokenManager::TokenFileLogin(Deadline deadline, Credential* out) {
   req.cancel = &cancel_;
   VaultResponse r = http_->Call(req);
   RedactSecret(&r.error, out->token.view());
-  static const Json::Value kNull;
-  const Json::Value& data = r.json.isObject() ? r.json["data"] : kNull;
-  int64_t ttl = JsonInt(data, "ttl");
-  int64_t creation_ttl = JsonInt(data, "creation_ttl");
-  bool renewable = JsonBool(data, "renewable");
-  WipeTokenFields(&r.json);  // lookup-self echoes the token as data.id
+  // lookup-self echoes the token as data.id; the reader wipes it.
+  SecretString token = std::move(out->token);
+  std::string why;
+  bool parsed = ReadAuthAnswer(AuthAnswerKind::kLookupSelf, &r.json, out, &why);
+  out->token = std::move(token);
   if (r.transport != Code::kOk) {
     out->token.Clear();
     return Status(TransportCode(r), TransportReason(r));
@@ -198,9 +174,10 @@ Status TokenManager::TokenFileLogin(Deadline deadline, Credential* out) {
     return Status(r.status == 403 ? Code::kPermissionDenied : Code::kUnavailable,
                   "vault token from " + config_.token_file + " rejected: " + HttpReason(r));
   }
-  out->lease_s = ttl;
-  out->increment_s = creation_ttl > 0 ? creation_ttl : ttl;
-  out->renewable = renewable;
+  if (!parsed) {
+    out->token.Clear();
+    return Status(Code::kUnavailable, "vault token lookup failed: " + why);
+  }
   return Status::Ok();
 }
 
@@ -296,18 +273,20 @@ Status TokenManager::Renew(Deadline deadline) {
   Clock::time_point started = Clock::now();
   VaultResponse r = http_->Call(req);
   RedactSecret(&r.error, token->view());
-  static const Json::Value kNull;
-  const Json::Value& auth_block = r.json.isObject() ? r.json["auth"] : kNull;
-  int64_t lease = JsonInt(auth_block, "lease_duration");
-  bool renewable = JsonBool(auth_block, "renewable");
-  WipeTokenFields(&r.json);  // renew-self echoes the token as auth.client_token
+  // renew-self echoes the token as auth.client_token; the reader wipes it.
+  AuthAnswer answer;
+  std::string why;
+  bool parsed = ReadAuthAnswer(AuthAnswerKind::kRenewSelf, &r.json, &answer, &why);
+  const int64_t lease = answer.lease_s;
+  const bool renewable = answer.renewable;
 
   std::lock_guard<std::mutex> lock(mu_);
   if (gen != generation_) return Status::Ok();  // a login replaced the token meanwhile
-  if (!r.ok()) {
+  if (!r.ok() || !parsed) {
     Status s = r.transport != Code::kOk
                    ? Status(TransportCode(r), TransportReason(r))
-                   : Status(Code::kUnavailable, "vault token renewal failed: " + HttpReason(r));
+                   : Status(Code::kUnavailable,
+                            "vault token renewal failed: " + (r.ok() ? why : HttpReason(r)));
     ++renewals_failed_;
     last_error_ = s.message();
     ScheduleLocked(Next::kLogin, Clock::duration::zero());
