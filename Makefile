@@ -15,7 +15,7 @@ DEB_PACKAGES := build-essential cmake pkg-config ca-certificates openssl curl py
   clang clang-format libclang-rt-14-dev python3-yaml
 
 .PHONY: all deps build test test-sanitize fuzz fuzz-build fuzz-smoke demo audit clean format \
-  format-check soak
+  format-check soak bench
 
 all: build
 
@@ -98,6 +98,13 @@ demo: build
 SOAK_ARGS ?=
 soak: build
 	$(BUILD)/vault-kms-soak $(SOAK_ARGS)
+
+# Issue 7's benchmark (not part of `make test`/CI): vault-kms against a direct libcurl client to
+# the same simulator in the same run; prints one table, writes $(BUILD)/bench/results.json and
+# exits non-zero when a target is missed. BENCH_ARGS: e.g. --concurrency 1,8,64 --seconds 10.
+BENCH_ARGS ?=
+bench: build
+	$(BUILD)/vault-kms-bench --out $(BUILD)/bench/results.json $(BENCH_ARGS)
 
 # What an auditor reads first: IPC table, seccomp allow-lists, Landlock rules, uids and caps.
 audit: build

@@ -46,6 +46,59 @@ void FillBytes(Rng& rng, std::string* out, size_t n) {
   }
 }
 
+// The plugin over gRPC, with requests and responses reused across calls.
+class GrpcClient : public Client {
+ public:
+  GrpcClient(const std::shared_ptr<grpc::Channel>& channel, std::chrono::milliseconds timeout)
+      : stub_(v2::KeyManagementService::NewStub(channel)), timeout_(timeout) {}
+
+  int Status() override {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    status_resp_.Clear();
+    return stub_->Status(&ctx, status_req_, &status_resp_).error_code();
+  }
+  int Encrypt(const std::string& plaintext, const std::string& uid, std::string* ciphertext,
+              std::string* key_id) override {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    enc_req_.set_plaintext(plaintext);
+    enc_req_.set_uid(uid);
+    enc_resp_.Clear();
+    int code = stub_->Encrypt(&ctx, enc_req_, &enc_resp_).error_code();
+    if (code == 0) {
+      *ciphertext = enc_resp_.ciphertext();
+      *key_id = enc_resp_.key_id();
+    }
+    return code;
+  }
+  int Decrypt(const std::string& ciphertext, const std::string& key_id, const std::string& uid,
+              std::string* plaintext) override {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    dec_req_.set_ciphertext(ciphertext);
+    dec_req_.set_key_id(key_id);
+    dec_req_.set_uid(uid);
+    dec_resp_.Clear();
+    int code = stub_->Decrypt(&ctx, dec_req_, &dec_resp_).error_code();
+    if (code == 0) *plaintext = dec_resp_.plaintext();
+    return code;
+  }
+
+ private:
+  void SetDeadline(grpc::ClientContext* ctx) {
+    ctx->set_deadline(std::chrono::system_clock::now() + timeout_);
+  }
+  std::unique_ptr<v2::KeyManagementService::Stub> stub_;
+  std::chrono::milliseconds timeout_;
+  v2::StatusRequest status_req_;
+  v2::StatusResponse status_resp_;
+  v2::EncryptRequest enc_req_;
+  v2::EncryptResponse enc_resp_;
+  v2::DecryptRequest dec_req_;
+  v2::DecryptResponse dec_resp_;
+};
+
 }  // namespace
 
 const char* OpName(Op op) {
@@ -136,7 +189,7 @@ uint64_t LoadResult::errors_total() const {
 
 struct alignas(64) LoadGenerator::Worker {
   int id = 0;
-  std::unique_ptr<v2::KeyManagementService::Stub> stub;
+  std::unique_ptr<Client> client;
   LoadResult stats;
   Clock::time_point finished;
 };
@@ -149,8 +202,12 @@ LoadGenerator::~LoadGenerator() {
     if (t.joinable()) t.join();
 }
 
+uint64_t LoadGenerator::CallLimit() const {
+  return options_.decrypt_inputs ? options_.decrypt_inputs->size() : options_.max_calls;
+}
+
 uint64_t LoadGenerator::started() const {
-  return std::min(next_call_.load(std::memory_order_relaxed), options_.max_calls);
+  return std::min(next_call_.load(std::memory_order_relaxed), CallLimit());
 }
 
 void LoadGenerator::Start() {
@@ -158,6 +215,7 @@ void LoadGenerator::Start() {
   std::string target = !s.empty() && s[0] == '@' ? "unix-abstract:" + s.substr(1) : "unix://" + s;
   int threads = std::max(1, options_.threads);
   int nchannels = options_.channels > 0 ? std::min(options_.channels, threads) : threads;
+  if (options_.client) nchannels = 0;
   for (int i = 0; i < nchannels; ++i) {
     grpc::ChannelArguments args;
     args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, "localhost");
@@ -172,7 +230,9 @@ void LoadGenerator::Start() {
   for (int i = 0; i < threads; ++i) {
     auto w = std::make_unique<Worker>();
     w->id = i;
-    w->stub = v2::KeyManagementService::NewStub(channels_[i % nchannels]);
+    w->client = options_.client ? options_.client(i)
+                                : std::make_unique<GrpcClient>(channels_[i % nchannels],
+                                                               options_.call_timeout);
     workers_.push_back(std::move(w));
   }
   for (auto& w : workers_) threads_.emplace_back([this, p = w.get()] { RunWorker(p); });
@@ -186,57 +246,43 @@ void LoadGenerator::RunWorker(Worker* w) {
   const Clock::time_point deadline = start_ + options_.max_duration;
 
   // Recent Encrypt results of this worker, reused in place.
-  struct Sealed {
-    std::string plaintext, ciphertext, key_id;
-  };
   constexpr size_t kRing = 64;
   std::vector<Sealed> ring(kRing);
   size_t ring_filled = 0, ring_next = 0;
+  const std::vector<Sealed>* inputs = options_.decrypt_inputs.get();
+  const uint64_t limit = CallLimit();
 
-  v2::StatusRequest status_req;
-  v2::StatusResponse status_resp;
-  v2::EncryptRequest enc_req;
-  v2::EncryptResponse enc_resp;
-  v2::DecryptRequest dec_req;
-  v2::DecryptResponse dec_resp;
-  std::string uid, plaintext;
+  std::string uid, plaintext, ciphertext, key_id, decrypted;
   uid.reserve(36);
   plaintext.reserve(options_.plaintext_bytes + 8);
+  Client& client = *w->client;
 
   while (!stop_.load(std::memory_order_relaxed)) {
-    if (next_call_.fetch_add(1, std::memory_order_relaxed) >= options_.max_calls) break;
+    const uint64_t n = next_call_.fetch_add(1, std::memory_order_relaxed);
+    if (n >= limit) break;
     auto roll = static_cast<int>(rng.Next() % 100);
-    Op op = roll < options_.status_pct                          ? Op::kStatus
+    Op op = inputs != nullptr                                   ? Op::kDecrypt
+            : roll < options_.status_pct                        ? Op::kStatus
             : roll < options_.status_pct + options_.encrypt_pct ? Op::kEncrypt
                                                                 : Op::kDecrypt;
-    if (op == Op::kDecrypt && ring_filled == 0) op = Op::kEncrypt;
+    if (op == Op::kDecrypt && inputs == nullptr && ring_filled == 0) op = Op::kEncrypt;
 
-    grpc::ClientContext ctx;
+    const Sealed* used = nullptr;
+    if (op == Op::kDecrypt) used = inputs ? &(*inputs)[n] : &ring[rng.Next() % ring_filled];
+    if (op == Op::kEncrypt) FillBytes(rng, &plaintext, options_.plaintext_bytes);
+    if (op != Op::kStatus) FillUid(rng, &uid);
+
     Clock::time_point t0 = Clock::now();
-    ctx.set_deadline(std::chrono::system_clock::now() + options_.call_timeout);
-    grpc::Status s;
-    Sealed* used = nullptr;
+    int code = 0;
     switch (op) {
       case Op::kStatus:
-        status_resp.Clear();
-        s = w->stub->Status(&ctx, status_req, &status_resp);
+        code = client.Status();
         break;
       case Op::kEncrypt:
-        FillBytes(rng, &plaintext, options_.plaintext_bytes);
-        FillUid(rng, &uid);
-        enc_req.set_plaintext(plaintext);
-        enc_req.set_uid(uid);
-        enc_resp.Clear();
-        s = w->stub->Encrypt(&ctx, enc_req, &enc_resp);
+        code = client.Encrypt(plaintext, uid, &ciphertext, &key_id);
         break;
       case Op::kDecrypt:
-        used = &ring[rng.Next() % ring_filled];
-        FillUid(rng, &uid);
-        dec_req.set_ciphertext(used->ciphertext);
-        dec_req.set_key_id(used->key_id);
-        dec_req.set_uid(uid);
-        dec_resp.Clear();
-        s = w->stub->Decrypt(&ctx, dec_req, &dec_resp);
+        code = client.Decrypt(used->ciphertext, used->key_id, uid, &decrypted);
         break;
     }
     Clock::time_point t1 = Clock::now();
@@ -246,16 +292,15 @@ void LoadGenerator::RunWorker(Worker* w) {
     ++st.calls;
     ++st.calls_by_op[i];
 
-    int code = s.error_code();
     if (code == 0) {
       if (op == Op::kEncrypt) {
         Sealed& slot = ring[ring_next];
         slot.plaintext = plaintext;
-        slot.ciphertext = enc_resp.ciphertext();
-        slot.key_id = enc_resp.key_id();
+        slot.ciphertext.swap(ciphertext);
+        slot.key_id.swap(key_id);
         ring_next = (ring_next + 1) % kRing;
         ring_filled = std::min(ring_filled + 1, kRing);
-      } else if (op == Op::kDecrypt && dec_resp.plaintext() != used->plaintext) {
+      } else if (op == Op::kDecrypt && decrypted != used->plaintext) {
         code = kMismatchCode;
         ++st.mismatches;
       }

@@ -64,8 +64,32 @@ struct ErrorEvent {
 // Reported for a Decrypt whose call succeeded but whose plaintext differs from what was encrypted.
 constexpr int kMismatchCode = 100;
 
+// What a worker calls: the plugin over gRPC (the default), or anything else speaking the same
+// three operations (the benchmark's direct-to-Vault baseline). One instance per worker thread,
+// never shared; each call returns a grpc::StatusCode value (0 = OK).
+class Client {
+ public:
+  virtual ~Client() = default;
+  virtual int Status() = 0;
+  virtual int Encrypt(const std::string& plaintext, const std::string& uid,
+                      std::string* ciphertext, std::string* key_id) = 0;
+  virtual int Decrypt(const std::string& ciphertext, const std::string& key_id,
+                      const std::string& uid, std::string* plaintext) = 0;
+};
+using ClientFactory = std::function<std::unique_ptr<Client>(int worker)>;
+
+// A ciphertext made beforehand, with what it must decrypt to.
+struct Sealed {
+  std::string plaintext, ciphertext, key_id;
+};
+
 struct LoadOptions {
   std::string socket;  // a filesystem path, or "@name" for an abstract socket
+  // Empty: gRPC clients on `socket` (see `channels`). Otherwise one client per worker from here.
+  ClientFactory client;
+  // When set, every call is a Decrypt of the next unused entry (call n decrypts entry n) and the
+  // run ends when all are done: a "cold apiserver" storm of distinct DEKs. max_calls is ignored.
+  std::shared_ptr<const std::vector<Sealed>> decrypt_inputs;
   int threads = 48;
   // gRPC channels (each its own connection) shared round-robin by the workers; 0 = one per
   // worker. A few shared channels are faster: 48 workers on 2 cores did ~4,000 calls/s with 1 or
@@ -117,6 +141,7 @@ class LoadGenerator {
  private:
   struct Worker;
   void RunWorker(Worker* w);
+  uint64_t CallLimit() const;
 
   LoadOptions options_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;

@@ -67,11 +67,16 @@ class PluginProcess {
 
   v2::StatusResponse Status();
 
+  // When Start() forked the broker, and when it saw the socket serving (to within ~2 ms).
+  std::chrono::steady_clock::time_point launched_at() const { return launched_at_; }
+  std::chrono::steady_clock::time_point ready_at() const { return ready_at_; }
+
  private:
   void WriteCredential(const std::string& name, const std::string& value);
 
   PluginOptions options_;
   std::string dir_, socket_path_, log_path_;
+  std::chrono::steady_clock::time_point launched_at_, ready_at_;
   pid_t pid_ = -1;
   bool exited_ = false;
   int exit_status_ = 0;

@@ -1,0 +1,516 @@
+// `make bench`: vault-kms against a direct Vault call, in the same run, on the same simulator.
+//
+// Phases, in order:
+//  1. start-up: --starts cold starts of the real plugin (broker + frontend, confined as in
+//     production); launch -> socket serving, and launch -> first Status with healthz "ok".
+//  2. idle RSS of both processes, --settle seconds after the last start.
+//  3. for each --concurrency value: Status through the plugin; Encrypt through the plugin and
+//     direct; Decrypt through the plugin and direct; --seconds each, after a short warm-up.
+//     "Direct" is a minimal keep-alive libcurl client per worker sending the broker's Transit
+//     calls straight to the simulator (tests/bench/direct_client.h): the physical limit.
+//  4. a "cold apiserver" storm: --storm distinct ciphertexts (made beforehand) decrypted once
+//     each at --storm-concurrency, through the plugin and then direct.
+// RSS of both processes is sampled every 100 ms during phases 3-4 (the peak is reported).
+//
+// Prints one table, writes the same figures to --out (build/bench/results.json), and checks the
+// targets of issue 7. Exit 0 when every target is met, 1 when one is missed, 2 on a bad flag,
+// 3 when the environment could not be set up.
+#include <json/value.h>
+#include <json/writer.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/bench/direct_client.h"
+#include "tests/bench/loadgen.h"
+#include "tests/integration/plugin_process.h"
+#include "tests/integration/vault_env.h"
+#include "tests/kmsclient/kms_client.h"
+
+namespace vkms::bench {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+struct Flags {
+  std::vector<int> concurrency = {1, 64};
+  double seconds = 5;
+  int starts = 5;
+  double settle = 2;
+  int storm = 10000;
+  int storm_concurrency = 64;
+  std::string out = "build/bench/results.json";
+};
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: vault-kms-bench [--concurrency 1,64] [--seconds 5] [--starts 5] "
+               "[--settle 2]\n"
+               "  [--storm 10000] [--storm-concurrency 64] [--out build/bench/results.json]\n");
+}
+
+bool ParseFlags(int argc, char** argv, Flags* f) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i], v;
+    auto eq = a.find('=');
+    if (eq != std::string::npos) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    } else if (a == "-h" || a == "--help") {
+      return false;
+    } else if (i + 1 < argc) {
+      v = argv[++i];
+    } else {
+      std::fprintf(stderr, "vault-kms-bench: %s needs a value\n", a.c_str());
+      return false;
+    }
+    if (a == "--out") {
+      f->out = v;
+      continue;
+    }
+    if (a == "--concurrency") {
+      f->concurrency.clear();
+      std::stringstream ss(v);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        char* end = nullptr;
+        long n = std::strtol(item.c_str(), &end, 10);
+        if (item.empty() || *end != '\0' || n < 1 || n > 1024) {
+          std::fprintf(stderr, "vault-kms-bench: bad --concurrency value: %s\n", item.c_str());
+          return false;
+        }
+        f->concurrency.push_back(static_cast<int>(n));
+      }
+      if (f->concurrency.empty()) return false;
+      continue;
+    }
+    char* end = nullptr;
+    double d = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || d < 0) {
+      std::fprintf(stderr, "vault-kms-bench: bad value for %s: %s\n", a.c_str(), v.c_str());
+      return false;
+    }
+    if (a == "--seconds") {
+      f->seconds = d;
+    } else if (a == "--starts") {
+      f->starts = static_cast<int>(d);
+    } else if (a == "--settle") {
+      f->settle = d;
+    } else if (a == "--storm") {
+      f->storm = static_cast<int>(d);
+    } else if (a == "--storm-concurrency") {
+      f->storm_concurrency = static_cast<int>(d);
+    } else {
+      std::fprintf(stderr, "vault-kms-bench: unknown flag %s\n", a.c_str());
+      return false;
+    }
+  }
+  if (f->seconds <= 0 || f->starts < 1 || f->storm < 1 || f->storm_concurrency < 1) {
+    std::fprintf(stderr, "vault-kms-bench: --seconds, --starts, --storm and "
+                         "--storm-concurrency must be > 0\n");
+    return false;
+  }
+  return true;
+}
+
+long RssKb(pid_t pid) {
+  if (pid <= 0) return -1;
+  std::string v = testing::ProcStatusField(pid, "VmRSS");  // "12345 kB"
+  return v.empty() ? -1 : std::atol(v.c_str());
+}
+
+double Ms(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+// Samples the RSS of both processes every 100 ms and keeps the peak of their sum.
+class RssPeak {
+ public:
+  RssPeak(pid_t broker, pid_t frontend) : broker_(broker), frontend_(frontend) {
+    thread_ = std::thread([this] {
+      while (!stop_.load()) {
+        long b = RssKb(broker_), f = RssKb(frontend_);
+        if (b > 0 && f > 0 && b + f > peak_sum_.load()) {
+          peak_sum_ = b + f;
+          peak_broker_ = b;
+          peak_frontend_ = f;
+        }
+        std::this_thread::sleep_for(milliseconds(100));
+      }
+    });
+  }
+  ~RssPeak() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  long sum() const { return peak_sum_; }
+  long broker() const { return peak_broker_; }
+  long frontend() const { return peak_frontend_; }
+
+ private:
+  pid_t broker_, frontend_;
+  std::atomic<bool> stop_{false};
+  std::atomic<long> peak_sum_{0}, peak_broker_{0}, peak_frontend_{0};
+  std::thread thread_;
+};
+
+Json::Value HistogramJson(const Histogram& h) {
+  Json::Value j;
+  j["count"] = Json::UInt64(h.count());
+  j["p50_us"] = Json::UInt64(h.Percentile(50));
+  j["p90_us"] = Json::UInt64(h.Percentile(90));
+  j["p99_us"] = Json::UInt64(h.Percentile(99));
+  j["max_us"] = Json::UInt64(h.max());
+  return j;
+}
+
+// One measured run of one operation through one path.
+struct Run {
+  std::string path;  // "plugin" or "direct"
+  Op op;
+  int concurrency;
+  LoadResult result;
+};
+
+Json::Value RunJson(const Run& r) {
+  const int i = static_cast<int>(r.op);
+  Json::Value j = HistogramJson(r.result.latency[i]);
+  j["path"] = r.path;
+  j["op"] = OpName(r.op);
+  j["concurrency"] = r.concurrency;
+  j["seconds"] = r.result.seconds;
+  j["throughput_per_s"] = r.result.calls_by_op[i] / std::max(r.result.seconds, 1e-9);
+  j["errors"] = Json::UInt64(r.result.errors_total());
+  Json::Value codes(Json::objectValue);
+  for (int c = 1; c < kNumCodes; ++c)
+    if (r.result.errors[i][c] > 0) codes[CodeName(c)] = Json::UInt64(r.result.errors[i][c]);
+  if (r.result.mismatches > 0) codes[CodeName(kMismatchCode)] = Json::UInt64(r.result.mismatches);
+  j["errors_by_code"] = codes;
+  return j;
+}
+
+std::string Us(uint64_t us) {
+  char b[32];
+  if (us >= 10000)
+    std::snprintf(b, sizeof b, "%.1f ms", us / 1000.0);
+  else
+    std::snprintf(b, sizeof b, "%llu us", static_cast<unsigned long long>(us));
+  return b;
+}
+
+std::string ErrorsText(const LoadResult& r) {
+  std::string s;
+  for (int i = 0; i < kNumOps; ++i)
+    for (int c = 1; c < kNumCodes; ++c)
+      if (r.errors[i][c] > 0) s += std::string(s.empty() ? "" : ",") + CodeName(c) + ":" +
+                                   std::to_string(r.errors[i][c]);
+  if (r.mismatches > 0) s += std::string(s.empty() ? "" : ",") + "MISMATCH:" +
+                             std::to_string(r.mismatches);
+  return s.empty() ? "0" : s;
+}
+
+void PrintRun(const Run& r) {
+  const int i = static_cast<int>(r.op);
+  const Histogram& h = r.result.latency[i];
+  std::printf("  %-7s %-7s %5d %9llu %9.0f %9s %9s %9s %9s  %s\n", r.path.c_str(), OpName(r.op),
+              r.concurrency, static_cast<unsigned long long>(h.count()),
+              r.result.calls_by_op[i] / std::max(r.result.seconds, 1e-9),
+              Us(h.Percentile(50)).c_str(), Us(h.Percentile(90)).c_str(),
+              Us(h.Percentile(99)).c_str(), Us(h.max()).c_str(), ErrorsText(r.result).c_str());
+  std::fflush(stdout);
+}
+
+struct Target {
+  std::string name, value, goal;
+  bool met;
+};
+
+int Main(int argc, char** argv) {
+  Flags f;
+  if (!ParseFlags(argc, argv, &f)) {
+    Usage();
+    return 2;
+  }
+  testing::VaultEnv vault;
+  std::string err;
+  if (!vault.Start(&err)) {
+    std::fprintf(stderr, "vault-kms-bench: starting Vault: %s\n", err.c_str());
+    return 3;
+  }
+  Json::Value out(Json::objectValue);
+  out["machine"]["cpus"] = static_cast<int>(std::thread::hardware_concurrency());
+  out["vault"] = vault.is_sim() ? "simulator (same machine)" : "real Vault";
+  std::printf("vault-kms-bench: %u CPUs, %s at %s\n", std::thread::hardware_concurrency(),
+              vault.is_sim() ? "simulator" : "Vault", vault.addr().c_str());
+
+  // ---- 1. start-up ----
+  std::vector<double> to_socket, to_healthy;
+  std::unique_ptr<testing::PluginProcess> plugin;
+  for (int i = 0; i < f.starts; ++i) {
+    if (plugin) plugin->Stop();
+    testing::PluginOptions popts = vault.DefaultPluginOptions();
+    // "info" logs only lifecycle events (logins, key versions), never per call.
+    popts.log_level = "info";
+    popts.key_refresh = "30s";  // the default: a benchmark should look like production
+    plugin = std::make_unique<testing::PluginProcess>(popts);
+    if (!plugin->Start(&err)) {
+      std::fprintf(stderr, "vault-kms-bench: starting the plugin: %s\n", err.c_str());
+      return 3;
+    }
+    to_socket.push_back(Ms(plugin->ready_at() - plugin->launched_at()));
+    testing::KmsClient kms(plugin->socket_path());
+    bool healthy = false;
+    for (auto until = std::chrono::steady_clock::now() + seconds(20);
+         std::chrono::steady_clock::now() < until;) {
+      v2::StatusResponse st;
+      if (kms.Status(&st).ok() && st.healthz() == "ok") {
+        healthy = true;
+        break;
+      }
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    if (!healthy) {
+      std::fprintf(stderr, "vault-kms-bench: the plugin never became healthy\n%s\n",
+                   plugin->Logs().c_str());
+      return 3;
+    }
+    to_healthy.push_back(Ms(std::chrono::steady_clock::now() - plugin->launched_at()));
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double start_socket_ms = median(to_socket), start_healthy_ms = median(to_healthy);
+  const double start_socket_max = *std::max_element(to_socket.begin(), to_socket.end());
+  out["startup"]["starts"] = f.starts;
+  out["startup"]["to_socket_ms_median"] = start_socket_ms;
+  out["startup"]["to_socket_ms_max"] = start_socket_max;
+  out["startup"]["to_healthy_ms_median"] = start_healthy_ms;
+  std::printf("\nstart-up (%d starts): launch -> socket serving median %.1f ms (max %.1f), "
+              "-> healthz ok median %.1f ms\n",
+              f.starts, start_socket_ms, start_socket_max, start_healthy_ms);
+
+  // ---- 2. idle RSS ----
+  const pid_t broker_pid = plugin->pid(), frontend_pid = plugin->FrontendPid();
+  std::this_thread::sleep_for(std::chrono::duration<double>(f.settle));
+  const long idle_broker = RssKb(broker_pid), idle_frontend = RssKb(frontend_pid);
+  out["rss_kb"]["idle_broker"] = Json::Int64(idle_broker);
+  out["rss_kb"]["idle_frontend"] = Json::Int64(idle_frontend);
+  std::printf("idle RSS: broker %ld kB + frontend %ld kB = %ld kB\n", idle_broker, idle_frontend,
+              idle_broker + idle_frontend);
+
+  // The direct client's token: an AppRole login with the plugin's own role and policy.
+  Json::Value login(Json::objectValue);
+  login["role_id"] = vault.role_id();
+  login["secret_id"] = vault.NewSecretId();
+  auto lr = vault.http().Call("POST", "auth/" + vault.approle_mount() + "/login", login);
+  DirectTarget direct;
+  direct.addr = vault.addr();
+  direct.ca_file = vault.ca_file();
+  direct.token = lr.json["auth"]["client_token"].asString();
+  direct.mount = vault.transit_mount();
+  direct.key = vault.key();
+  if (direct.token.empty()) {
+    std::fprintf(stderr, "vault-kms-bench: AppRole login for the direct client failed\n");
+    return 3;
+  }
+
+  // ---- 3. per-operation runs ----
+  RssPeak peak(broker_pid, frontend_pid);
+  auto run = [&](const std::string& path, Op op, int conc, double secs) {
+    LoadOptions lo;
+    lo.socket = plugin->socket_path();
+    lo.threads = conc;
+    lo.channels = std::min(conc, 4);
+    lo.status_pct = op == Op::kStatus ? 100 : 0;
+    lo.encrypt_pct = op == Op::kEncrypt ? 100 : 0;
+    lo.max_calls = UINT64_MAX;
+    lo.max_duration = std::chrono::duration_cast<milliseconds>(
+        std::chrono::duration<double>(secs));
+    if (path == "direct") lo.client = [&](int) { return NewDirectClient(direct); };
+    LoadGenerator gen(lo);
+    return Run{path, op, conc, gen.Run()};
+  };
+  std::printf("\n  %-7s %-7s %5s %9s %9s %9s %9s %9s %9s  %s\n", "path", "op", "conc", "calls",
+              "calls/s", "p50", "p90", "p99", "max", "errors");
+  std::vector<Run> runs;
+  for (int conc : f.concurrency) {
+    // Warm-up: connections, gRPC channels, the broker's curl pool, Decrypt rings.
+    run("plugin", Op::kEncrypt, conc, 0.5);
+    run("direct", Op::kEncrypt, conc, 0.5);
+    for (Op op : {Op::kStatus, Op::kEncrypt, Op::kDecrypt}) {
+      runs.push_back(run("plugin", op, conc, f.seconds));
+      PrintRun(runs.back());
+      if (op == Op::kStatus) continue;  // Status never calls Vault: nothing to compare with
+      runs.push_back(run("direct", op, conc, f.seconds));
+      PrintRun(runs.back());
+    }
+  }
+
+  // ---- 4. storm ----
+  auto inputs = std::make_shared<std::vector<Sealed>>(static_cast<size_t>(f.storm));
+  {
+    std::atomic<size_t> next{0};
+    std::atomic<int> failed{0};
+    std::vector<std::thread> makers;
+    for (int t = 0; t < 8; ++t) {
+      makers.emplace_back([&] {
+        testing::KmsClient kms(plugin->socket_path());
+        for (size_t i = next++; i < inputs->size(); i = next++) {
+          Sealed& s = (*inputs)[i];
+          s.plaintext = testing::RandomBytes(32);
+          v2::EncryptResponse resp;
+          if (!kms.Encrypt(s.plaintext, testing::RandomUid(), &resp, seconds(10)).ok()) {
+            ++failed;
+            continue;
+          }
+          s.ciphertext = resp.ciphertext();
+          s.key_id = resp.key_id();
+        }
+      });
+    }
+    for (auto& t : makers) t.join();
+    if (failed > 0) {
+      std::fprintf(stderr, "vault-kms-bench: %d Encrypts failed while preparing the storm\n",
+                   failed.load());
+      return 3;
+    }
+  }
+  auto storm = [&](const std::string& path) {
+    LoadOptions lo;
+    lo.socket = plugin->socket_path();
+    lo.threads = f.storm_concurrency;
+    lo.channels = std::min(f.storm_concurrency, 4);
+    lo.decrypt_inputs = inputs;
+    lo.max_duration = seconds(600);
+    lo.call_timeout = seconds(10);  // a storm tests errors, not the apiserver's deadline
+    if (path == "direct") lo.client = [&](int) { return NewDirectClient(direct); };
+    LoadGenerator gen(lo);
+    return Run{path + "-storm", Op::kDecrypt, f.storm_concurrency, gen.Run()};
+  };
+  Run storm_plugin = storm("plugin");
+  Run storm_direct = storm("direct");
+  std::printf("\n  storm: %d distinct Decrypts at %d concurrent\n", f.storm, f.storm_concurrency);
+  PrintRun(storm_plugin);
+  PrintRun(storm_direct);
+  peak.Stop();
+  out["rss_kb"]["load_peak_broker"] = Json::Int64(peak.broker());
+  out["rss_kb"]["load_peak_frontend"] = Json::Int64(peak.frontend());
+  std::printf("\nRSS under load (peak of the sum, sampled every 100 ms): broker %ld kB + "
+              "frontend %ld kB = %ld kB\n",
+              peak.broker(), peak.frontend(), peak.sum());
+
+  for (const Run& r : runs) out["runs"].append(RunJson(r));
+  out["storm"]["plugin"] = RunJson(storm_plugin);
+  out["storm"]["direct"] = RunJson(storm_direct);
+
+  // ---- targets ----
+  auto find = [&](const std::string& path, Op op, int conc) -> const Run* {
+    for (const Run& r : runs)
+      if (r.path == path && r.op == op && r.concurrency == conc) return &r;
+    return nullptr;
+  };
+  auto pct = [](const Run* r, double p) {
+    return static_cast<double>(r->result.latency[static_cast<int>(r->op)].Percentile(p));
+  };
+  auto tput = [](const Run* r) {
+    return r->result.calls_by_op[static_cast<int>(r->op)] / std::max(r->result.seconds, 1e-9);
+  };
+  std::vector<Target> targets;
+  char buf[160];
+  const int lat_conc = f.concurrency.front();
+  const int tput_conc = f.concurrency.back();
+  if (const Run* s = find("plugin", Op::kStatus, lat_conc)) {
+    std::snprintf(buf, sizeof buf, "%.0f us", pct(s, 99));
+    targets.push_back({"Status p99 (conc " + std::to_string(lat_conc) + ")", buf, "< 1000 us",
+                       pct(s, 99) < 1000});
+  }
+  for (Op op : {Op::kEncrypt, Op::kDecrypt}) {
+    const Run* p = find("plugin", op, lat_conc);
+    const Run* d = find("direct", op, lat_conc);
+    if (p == nullptr || d == nullptr) continue;
+    const double ratio = pct(p, 50) / std::max(pct(d, 50), 1.0);
+    std::snprintf(buf, sizeof buf, "%.2f (%.0f / %.0f us)", ratio, pct(p, 50), pct(d, 50));
+    targets.push_back({std::string(OpName(op)) + " p50 plugin / direct (conc " +
+                           std::to_string(lat_conc) + ")",
+                       buf, "<= 1.15", ratio <= 1.15});
+    const double added = pct(p, 99) - pct(d, 99);
+    std::snprintf(buf, sizeof buf, "%.0f us (%.0f - %.0f us)", added, pct(p, 99), pct(d, 99));
+    targets.push_back({std::string(OpName(op)) + " added p99 (conc " + std::to_string(lat_conc) +
+                           ")",
+                       buf, "< 300 us", added < 300});
+  }
+  {
+    const Run* p = find("plugin", Op::kDecrypt, tput_conc);
+    const Run* d = find("direct", Op::kDecrypt, tput_conc);
+    if (p != nullptr && d != nullptr) {
+      const double ratio = tput(p) / std::max(tput(d), 1e-9);
+      std::snprintf(buf, sizeof buf, "%.2f (%.0f / %.0f calls/s)", ratio, tput(p), tput(d));
+      targets.push_back({"Decrypt throughput plugin / direct (conc " +
+                             std::to_string(tput_conc) + ")",
+                         buf, ">= 0.85", ratio >= 0.85});
+    }
+  }
+  std::snprintf(buf, sizeof buf, "%ld kB", idle_broker + idle_frontend);
+  targets.push_back({"RSS broker + frontend, idle", buf, "< 20480 kB",
+                     idle_broker > 0 && idle_frontend > 0 &&
+                         idle_broker + idle_frontend < 20480});
+  std::snprintf(buf, sizeof buf, "%ld kB", peak.sum());
+  targets.push_back(
+      {"RSS broker + frontend, load peak", buf, "< 40960 kB", peak.sum() > 0 && peak.sum() < 40960});
+  std::snprintf(buf, sizeof buf, "%.1f ms (median of %d)", start_socket_ms, f.starts);
+  targets.push_back({"start to socket ready", buf, "< 200 ms", start_socket_ms < 200});
+  std::snprintf(buf, sizeof buf, "%llu errors in %llu calls",
+                static_cast<unsigned long long>(storm_plugin.result.errors_total()),
+                static_cast<unsigned long long>(storm_plugin.result.calls));
+  targets.push_back({std::to_string(f.storm) + " Decrypt storm", buf, "0 errors",
+                     storm_plugin.result.errors_total() == 0 &&
+                         storm_plugin.result.calls == static_cast<uint64_t>(f.storm)});
+
+  std::printf("\n  %-46s %-34s %-12s %s\n", "target", "measured", "goal", "");
+  bool all = true;
+  for (const Target& t : targets) {
+    std::printf("  %-46s %-34s %-12s %s\n", t.name.c_str(), t.value.c_str(), t.goal.c_str(),
+                t.met ? "met" : "MISSED");
+    Json::Value j;
+    j["name"] = t.name;
+    j["measured"] = t.value;
+    j["goal"] = t.goal;
+    j["met"] = t.met;
+    out["targets"].append(j);
+    all = all && t.met;
+  }
+  out["all_targets_met"] = all;
+
+  plugin->Stop();
+  std::string dir = f.out.substr(0, f.out.find_last_of('/'));
+  if (f.out.find('/') != std::string::npos) mkdir(dir.c_str(), 0755);
+  std::ofstream file(f.out);
+  Json::StreamWriterBuilder wb;
+  wb["indentation"] = "  ";
+  file << Json::writeString(wb, out) << "\n";
+  std::printf("\nwrote %s; %s\n", f.out.c_str(),
+              all ? "every target met" : "some targets MISSED");
+  return all ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace vkms::bench
+
+int main(int argc, char** argv) {
+  return vkms::bench::Main(argc, argv);
+}
