@@ -1,14 +1,15 @@
 // The frontend's stubs for the broker's operations: BrokerClient::<Op> pairs with
-// Broker::Handle<Op> in broker/broker.cc. Thread-safe: gRPC handler threads call these
-// concurrently; each call gets its own request id and waits for the matching reply until its
-// deadline. One reader thread receives replies.
+// Broker::Handle<Op> in broker/broker.cc. Thread-safe. Encrypt, Decrypt and Status are
+// asynchronous: the request goes out on the caller's thread and `done` runs exactly once, on
+// the reader thread, with the broker's reply, or when the call's deadline passes, or when the
+// broker is gone; so no thread waits for the broker while it talks to Vault. Stats and
+// GetStatus (the HTTP probes and /metrics) wait for their reply.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -43,22 +44,34 @@ class BrokerClient {
   void Start(std::function<void(const std::string& why)> on_gone,
              std::function<void()> on_shutdown);
 
-  Status Encrypt(std::string_view plaintext, std::string_view uid, Deadline deadline,
-                 std::string* ciphertext, std::string* key_id);
-  Status Decrypt(std::string_view ciphertext, std::string_view key_id, std::string_view uid,
-                 Deadline deadline, std::string* plaintext);
+  // `reply` is the broker's answer when the status is OK, else null.
+  using Done = std::function<void(const Status& status, ipc::Reply* reply)>;
+
+  void Encrypt(
+      std::string_view plaintext, std::string_view uid, Deadline deadline,
+      std::function<void(const Status&, std::string* ciphertext, std::string* key_id)> done);
+  void Decrypt(std::string_view ciphertext, std::string_view key_id, std::string_view uid,
+               Deadline deadline, std::function<void(const Status&, std::string* plaintext)> done);
+  void GetStatus(Deadline deadline, std::function<void(const Status&, BrokerStatus*)> done);
+  // Waiting forms, for the HTTP probes and /metrics.
   Status GetStatus(Deadline deadline, BrokerStatus* out);
-  // The broker's figures for /metrics.
   Status Stats(Deadline deadline, ipc::StatsReply* out);
 
  private:
-  Status Call(ipc::Request* request, Deadline deadline, ipc::Reply* reply);
+  struct Pending {
+    Deadline deadline;
+    Done done;
+  };
+  void Call(ipc::Request* request, Deadline deadline, Done done);
+  Status CallAndWait(ipc::Request* request, Deadline deadline, ipc::Reply* reply);
   void ReadLoop();
+  void ExpireDue(Clock::time_point now);
+  void FailAll(const Status& status);
 
   int fd_;
   std::atomic<uint64_t> next_id_{1};
   std::mutex mu_;
-  std::unordered_map<uint64_t, std::promise<ipc::Reply>> pending_;
+  std::unordered_map<uint64_t, Pending> pending_;
   std::function<void(const std::string&)> on_gone_;
   std::function<void()> on_shutdown_;
   std::thread reader_;

@@ -18,7 +18,7 @@ const prometheus::Histogram::BucketBoundaries kBuckets = {
 
 }  // namespace
 
-Deadline DeadlineOf(const grpc::ServerContext* ctx, std::chrono::milliseconds cap) {
+Deadline DeadlineOf(const grpc::ServerContextBase* ctx, std::chrono::milliseconds cap) {
   auto now_sys = std::chrono::system_clock::now();
   auto left = ctx->deadline() - now_sys;
   auto now = Clock::now();
@@ -52,44 +52,58 @@ grpc::Status KmsService::Finish(const char* rpc, const std::string& uid, Clock::
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
 }
 
-grpc::Status KmsService::Status(grpc::ServerContext* ctx, const v2::StatusRequest*,
-                                v2::StatusResponse* resp) {
+grpc::ServerUnaryReactor* KmsService::Status(grpc::CallbackServerContext* ctx,
+                                             const v2::StatusRequest*, v2::StatusResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
   auto start = Clock::now();
-  BrokerStatus st;
-  vkms::Status s = broker_->GetStatus(DeadlineOf(ctx, std::chrono::seconds(2)), &st);
-  resp->set_version("v2");
-  if (!s.ok()) {
-    // Status itself succeeds: the apiserver reads healthz for the reason.
-    resp->set_healthz("broker not answering: " + s.message());
-  } else {
-    resp->set_healthz(st.healthz);
-    resp->set_key_id(st.key_id);
-  }
-  return Finish("Status", "", start, vkms::Status::Ok());
+  broker_->GetStatus(DeadlineOf(ctx, std::chrono::seconds(2)),
+                     [this, reactor, resp, start](const vkms::Status& s, BrokerStatus* st) {
+                       resp->set_version("v2");
+                       if (!s.ok()) {
+                         // Status itself succeeds: the apiserver reads healthz for the reason.
+                         resp->set_healthz("broker not answering: " + s.message());
+                       } else {
+                         resp->set_healthz(std::move(st->healthz));
+                         resp->set_key_id(std::move(st->key_id));
+                       }
+                       reactor->Finish(Finish("Status", "", start, vkms::Status::Ok()));
+                     });
+  return reactor;
 }
 
-grpc::Status KmsService::Encrypt(grpc::ServerContext* ctx, const v2::EncryptRequest* req,
-                                 v2::EncryptResponse* resp) {
+grpc::ServerUnaryReactor* KmsService::Encrypt(grpc::CallbackServerContext* ctx,
+                                              const v2::EncryptRequest* req,
+                                              v2::EncryptResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
   auto start = Clock::now();
   vkms::Status s = validate::Plaintext(req->plaintext());
-  if (!s.ok()) return Finish("Encrypt", req->uid(), start, s);
-  std::string ciphertext, key_id;
-  s = broker_->Encrypt(req->plaintext(), req->uid(), DeadlineOf(ctx, kMaxDeadline), &ciphertext,
-                       &key_id);
-  if (s.ok() && (ciphertext.empty() || ciphertext.size() > validate::kMaxCiphertext ||
-                 key_id.empty() || key_id.size() > validate::kMaxKeyId)) {
-    s = vkms::Status(Code::kInternal,
-                     "broker returned a ciphertext or key_id outside KMS v2 limits");
+  if (!s.ok()) {
+    reactor->Finish(Finish("Encrypt", req->uid(), start, s));
+    return reactor;
   }
-  if (s.ok()) {
-    resp->set_ciphertext(std::move(ciphertext));
-    resp->set_key_id(std::move(key_id));
-  }
-  return Finish("Encrypt", req->uid(), start, s);
+  broker_->Encrypt(
+      req->plaintext(), req->uid(), DeadlineOf(ctx, kMaxDeadline),
+      [this, reactor, req, resp, start](const vkms::Status& result, std::string* ciphertext,
+                                        std::string* key_id) {
+        vkms::Status s = result;
+        if (s.ok() && (ciphertext->empty() || ciphertext->size() > validate::kMaxCiphertext ||
+                       key_id->empty() || key_id->size() > validate::kMaxKeyId)) {
+          s = vkms::Status(Code::kInternal,
+                           "broker returned a ciphertext or key_id outside KMS v2 limits");
+        }
+        if (s.ok()) {
+          resp->set_ciphertext(std::move(*ciphertext));
+          resp->set_key_id(std::move(*key_id));
+        }
+        reactor->Finish(Finish("Encrypt", req->uid(), start, s));
+      });
+  return reactor;
 }
 
-grpc::Status KmsService::Decrypt(grpc::ServerContext* ctx, const v2::DecryptRequest* req,
-                                 v2::DecryptResponse* resp) {
+grpc::ServerUnaryReactor* KmsService::Decrypt(grpc::CallbackServerContext* ctx,
+                                              const v2::DecryptRequest* req,
+                                              v2::DecryptResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
   auto start = Clock::now();
   uint64_t version = 0;
   vkms::Status s = validate::VaultCiphertext(req->ciphertext(), &version);
@@ -99,15 +113,18 @@ grpc::Status KmsService::Decrypt(grpc::ServerContext* ctx, const v2::DecryptRequ
                                                    req->annotations().end());
     s = validate::Annotations(annotations);
   }
-  if (!s.ok()) return Finish("Decrypt", req->uid(), start, s);
-  std::string plaintext;
-  s = broker_->Decrypt(req->ciphertext(), req->key_id(), req->uid(), DeadlineOf(ctx, kMaxDeadline),
-                       &plaintext);
-  if (s.ok()) {
-    resp->set_plaintext(plaintext);
-    WipeString(&plaintext);
+  if (!s.ok()) {
+    reactor->Finish(Finish("Decrypt", req->uid(), start, s));
+    return reactor;
   }
-  return Finish("Decrypt", req->uid(), start, s);
+  broker_->Decrypt(
+      req->ciphertext(), req->key_id(), req->uid(), DeadlineOf(ctx, kMaxDeadline),
+      [this, reactor, req, resp, start](const vkms::Status& s, std::string* plaintext) {
+        // Moved, not copied: the only other copy is wiped by BrokerClient.
+        if (s.ok()) resp->set_plaintext(std::move(*plaintext));
+        reactor->Finish(Finish("Decrypt", req->uid(), start, s));
+      });
+  return reactor;
 }
 
 }  // namespace vkms::frontend

@@ -1,6 +1,8 @@
 // The KMS v2 gRPC service kube-apiserver calls. Validates every request before anything
 // crosses to the broker (the broker validates again), and maps results to gRPC codes.
-// Handlers run on gRPC's threads, concurrently.
+// gRPC's callback API: a handler validates, sends the request to the broker and returns; the
+// BrokerClient's reader finishes the call when the reply (or the deadline) comes. No thread is
+// held, created or destroyed per call, however many calls wait on Vault.
 #pragma once
 
 #include <prometheus/family.h>
@@ -16,16 +18,16 @@
 
 namespace vkms::frontend {
 
-class KmsService final : public v2::KeyManagementService::Service {
+class KmsService final : public v2::KeyManagementService::CallbackService {
  public:
   KmsService(BrokerClient* broker, prometheus::Registry* registry);
 
-  grpc::Status Status(grpc::ServerContext* ctx, const v2::StatusRequest* req,
-                      v2::StatusResponse* resp) override;
-  grpc::Status Encrypt(grpc::ServerContext* ctx, const v2::EncryptRequest* req,
-                       v2::EncryptResponse* resp) override;
-  grpc::Status Decrypt(grpc::ServerContext* ctx, const v2::DecryptRequest* req,
-                       v2::DecryptResponse* resp) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const v2::StatusRequest* req,
+                                   v2::StatusResponse* resp) override;
+  grpc::ServerUnaryReactor* Encrypt(grpc::CallbackServerContext* ctx, const v2::EncryptRequest* req,
+                                    v2::EncryptResponse* resp) override;
+  grpc::ServerUnaryReactor* Decrypt(grpc::CallbackServerContext* ctx, const v2::DecryptRequest* req,
+                                    v2::DecryptResponse* resp) override;
 
  private:
   grpc::Status Finish(const char* rpc, const std::string& uid, Clock::time_point start,
@@ -37,6 +39,6 @@ class KmsService final : public v2::KeyManagementService::Service {
 
 // The caller's deadline as a steady-clock time point, capped so that a call without a
 // deadline cannot hold a thread forever.
-Deadline DeadlineOf(const grpc::ServerContext* ctx, std::chrono::milliseconds cap);
+Deadline DeadlineOf(const grpc::ServerContextBase* ctx, std::chrono::milliseconds cap);
 
 }  // namespace vkms::frontend

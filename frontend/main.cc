@@ -134,10 +134,8 @@ int Main(int argc, char** argv) {
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(kMaxGrpcMessage);
   builder.SetMaxSendMessageSize(kMaxGrpcMessage);
-  // Sized for a 2-core control-plane node: two pollers, handler threads grow with load.
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
+  // A callback service only (kms_service.h): no sync-server thread pool is created, so the
+  // frontend's threads do not grow with the number of calls waiting on Vault.
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
     log::Error("cannot start the gRPC server");
