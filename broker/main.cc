@@ -23,6 +23,7 @@
 #include "broker/spawn.h"
 #include "broker/vault_backend.h"
 #include "broker/worker_pool.h"
+#include "shared/hardening.h"
 #include "shared/log.h"
 
 namespace vkms::broker {
@@ -235,5 +236,6 @@ extern "C" const char* __asan_default_options() {
 #endif
 
 int main(int argc, char** argv) {
+  vkms::hardening::LimitMallocArenas();
   return vkms::broker::Main(argc, argv);
 }

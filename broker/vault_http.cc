@@ -17,7 +17,10 @@
 namespace vkms::broker {
 namespace {
 
-constexpr size_t kInitialBodyReserve = 16 * 1024;
+// Transit answers are a few hundred bytes; key metadata about a kilobyte per version. Below
+// glibc's large-request size (1024) so the per-call buffer never triggers malloc_consolidate
+// (perf: ~2% of the broker's CPU at 64 concurrent with 16 KiB); a bigger answer grows it.
+constexpr size_t kInitialBodyReserve = 1000;
 constexpr std::chrono::milliseconds kMinConnectBudget{200};
 
 std::once_flag g_curl_once;

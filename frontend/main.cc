@@ -21,6 +21,7 @@
 #include "frontend/kms_service.h"
 #include "frontend/lockdown.h"
 #include "shared/flags.h"
+#include "shared/hardening.h"
 #include "shared/ipc.h"
 #include "shared/log.h"
 
@@ -205,5 +206,6 @@ int Main(int argc, char** argv) {
 }  // namespace vkms::frontend
 
 int main(int argc, char** argv) {
+  vkms::hardening::LimitMallocArenas();
   return vkms::frontend::Main(argc, argv);
 }

@@ -1,5 +1,7 @@
 #include "shared/hardening.h"
 
+#include <malloc.h>
+
 #include <cap-ng.h>
 #include <errno.h>
 #include <string.h>
@@ -63,6 +65,10 @@ bool HasNoCapabilities() {
   capng_clear(CAPNG_SELECT_BOTH);
   if (capng_get_caps_process() != 0) return false;
   return capng_have_capabilities(CAPNG_SELECT_CAPS) == CAPNG_NONE;
+}
+
+void LimitMallocArenas() {
+  mallopt(M_ARENA_MAX, 2);
 }
 
 }  // namespace vkms::hardening

@@ -22,4 +22,9 @@ bool NoNewPrivsNoDumpNoCore(std::string* error);
 // through libcap-ng, so it works before the seccomp policy forbids opening files).
 bool HasNoCapabilities();
 
+// At most two malloc arenas (one per core on a control-plane node) instead of glibc's eight per
+// core: each worker thread otherwise gets its own arena and keeps its freed memory, which made
+// the broker's RSS grow by ~5 MB with its 32 workers under load. Call before any thread starts.
+void LimitMallocArenas();
+
 }  // namespace vkms::hardening

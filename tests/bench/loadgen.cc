@@ -230,9 +230,9 @@ void LoadGenerator::Start() {
   for (int i = 0; i < threads; ++i) {
     auto w = std::make_unique<Worker>();
     w->id = i;
-    w->client = options_.client ? options_.client(i)
-                                : std::make_unique<GrpcClient>(channels_[i % nchannels],
-                                                               options_.call_timeout);
+    w->client = options_.client
+                    ? options_.client(i)
+                    : std::make_unique<GrpcClient>(channels_[i % nchannels], options_.call_timeout);
     workers_.push_back(std::move(w));
   }
   for (auto& w : workers_) threads_.emplace_back([this, p = w.get()] { RunWorker(p); });

@@ -71,8 +71,8 @@ class Client {
  public:
   virtual ~Client() = default;
   virtual int Status() = 0;
-  virtual int Encrypt(const std::string& plaintext, const std::string& uid,
-                      std::string* ciphertext, std::string* key_id) = 0;
+  virtual int Encrypt(const std::string& plaintext, const std::string& uid, std::string* ciphertext,
+                      std::string* key_id) = 0;
   virtual int Decrypt(const std::string& ciphertext, const std::string& key_id,
                       const std::string& uid, std::string* plaintext) = 0;
 };
