@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/bench/bench_util.h"
 #include "tests/bench/direct_client.h"
 #include "tests/bench/loadgen.h"
 #include "tests/integration/plugin_process.h"
@@ -64,19 +65,8 @@ void Usage() {
 
 bool ParseFlags(int argc, char** argv, Flags* f) {
   for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i], v;
-    auto eq = a.find('=');
-    if (eq != std::string::npos) {
-      v = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    } else if (a == "-h" || a == "--help") {
-      return false;
-    } else if (i + 1 < argc) {
-      v = argv[++i];
-    } else {
-      std::fprintf(stderr, "vault-kms-bench: %s needs a value\n", a.c_str());
-      return false;
-    }
+    std::string a, v;
+    if (!NextFlag("vault-kms-bench", argc, argv, &i, &a, &v)) return false;
     if (a == "--out") {
       f->out = v;
       continue;
@@ -125,18 +115,6 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     return false;
   }
   return true;
-}
-
-long RssKb(pid_t pid) {
-  if (pid <= 0) return -1;
-  std::string v = testing::ProcStatusField(pid, "VmRSS");  // "12345 kB"
-  return v.empty() ? -1 : std::atol(v.c_str());
-}
-
-// A field of /proc/PID/status in kB ("RssAnon", "RssFile"), -1 if unreadable.
-long StatusKb(pid_t pid, const char* field) {
-  std::string v = testing::ProcStatusField(pid, field);
-  return v.empty() ? -1 : std::atol(v.c_str());
 }
 
 // Proportional set size: shared library pages divided among the processes mapping them.
@@ -225,15 +203,6 @@ Json::Value RunJson(const Run& r) {
   return j;
 }
 
-std::string Us(uint64_t us) {
-  char b[32];
-  if (us >= 10000)
-    std::snprintf(b, sizeof b, "%.1f ms", us / 1000.0);
-  else
-    std::snprintf(b, sizeof b, "%llu us", static_cast<unsigned long long>(us));
-  return b;
-}
-
 std::string ErrorsText(const LoadResult& r) {
   std::string s;
   for (int i = 0; i < kNumOps; ++i)
@@ -251,8 +220,9 @@ void PrintRun(const Run& r) {
   std::printf("  %-7s %-7s %5d %9llu %9.0f %9s %9s %9s %9s  %s\n", r.path.c_str(), OpName(r.op),
               r.concurrency, static_cast<unsigned long long>(h.count()),
               r.result.calls_by_op[i] / std::max(r.result.seconds, 1e-9),
-              Us(h.Percentile(50)).c_str(), Us(h.Percentile(90)).c_str(),
-              Us(h.Percentile(99)).c_str(), Us(h.max()).c_str(), ErrorsText(r.result).c_str());
+              FormatUs(h.Percentile(50)).c_str(), FormatUs(h.Percentile(90)).c_str(),
+              FormatUs(h.Percentile(99)).c_str(), FormatUs(h.max()).c_str(),
+              ErrorsText(r.result).c_str());
   std::fflush(stdout);
 }
 

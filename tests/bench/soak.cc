@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/bench/bench_util.h"
 #include "tests/bench/loadgen.h"
 #include "tests/integration/plugin_process.h"
 #include "tests/integration/vault_env.h"
@@ -62,19 +63,8 @@ void Usage() {
 
 bool ParseFlags(int argc, char** argv, Flags* f) {
   for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i], v;
-    auto eq = a.find('=');
-    if (eq != std::string::npos) {
-      v = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    } else if (a == "-h" || a == "--help") {
-      return false;
-    } else if (i + 1 < argc) {
-      v = argv[++i];
-    } else {
-      std::fprintf(stderr, "vault-kms-soak: %s needs a value\n", a.c_str());
-      return false;
-    }
+    std::string a, v;
+    if (!NextFlag("vault-kms-soak", argc, argv, &i, &a, &v)) return false;
     char* end = nullptr;
     double d = std::strtod(v.c_str(), &end);
     if (v.empty() || *end != '\0' || d < 0) {
@@ -109,12 +99,6 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     return false;
   }
   return true;
-}
-
-long RssKb(pid_t pid) {
-  if (pid <= 0) return -1;
-  std::string v = testing::ProcStatusField(pid, "VmRSS");  // "12345 kB"
-  return v.empty() ? -1 : std::atol(v.c_str());
 }
 
 struct RssSample {
@@ -168,15 +152,6 @@ void ClearFault(testing::SimControl& sim, int kind, const std::string& transit) 
 bool Allowed(int code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
          code == grpc::StatusCode::RESOURCE_EXHAUSTED;
-}
-
-std::string Us(uint64_t us) {
-  char b[32];
-  if (us >= 10000)
-    std::snprintf(b, sizeof b, "%.1f ms", us / 1000.0);
-  else
-    std::snprintf(b, sizeof b, "%llu us", static_cast<unsigned long long>(us));
-  return b;
 }
 
 int Main(int argc, char** argv) {
@@ -333,8 +308,9 @@ int Main(int argc, char** argv) {
     const Histogram& h = r.latency[i];
     std::printf("%-8s %10llu %10llu %10s %10s %10s %10s\n", OpName(static_cast<Op>(i)),
                 static_cast<unsigned long long>(r.calls_by_op[i]),
-                static_cast<unsigned long long>(errs), Us(h.Percentile(50)).c_str(),
-                Us(h.Percentile(90)).c_str(), Us(h.Percentile(99)).c_str(), Us(h.max()).c_str());
+                static_cast<unsigned long long>(errs), FormatUs(h.Percentile(50)).c_str(),
+                FormatUs(h.Percentile(90)).c_str(), FormatUs(h.Percentile(99)).c_str(),
+                FormatUs(h.max()).c_str());
   }
   std::printf("\nerrors by code        in fault window (+%ds)   outside\n", f.grace_seconds);
   std::map<int, bool> codes;

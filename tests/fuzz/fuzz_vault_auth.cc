@@ -3,7 +3,6 @@
 // duration within [0, kMaxLeaseSeconds] (the token manager adds them to steady_clock time
 // points), must return a token exactly when a login succeeds, and must leave no token-bearing
 // string in the parsed answer.
-#include <json/reader.h>
 #include <json/value.h>
 
 #include <cstddef>
@@ -13,6 +12,7 @@
 
 #include "broker/auth_answer.h"
 #include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/fuzz_json.h"
 
 namespace {
 
@@ -54,13 +54,8 @@ void Check(AuthAnswerKind kind, const Json::Value& parsed) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Json::CharReaderBuilder rb;
-  rb["collectComments"] = false;
-  std::unique_ptr<Json::CharReader> reader(rb.newCharReader());
   Json::Value json;
-  std::string errs;
-  const char* begin = reinterpret_cast<const char*>(data);
-  if (!reader->parse(begin, begin + size, &json, &errs)) return 0;
+  if (!ParseFuzzJson(data, size, &json)) return 0;
   for (AuthAnswerKind kind :
        {AuthAnswerKind::kLogin, AuthAnswerKind::kLookupSelf, AuthAnswerKind::kRenewSelf}) {
     Check(kind, json);

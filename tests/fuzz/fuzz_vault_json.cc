@@ -2,7 +2,6 @@
 // KeyCache::ParseKeyMetadata on a keys/<name> answer, and SafeVaultErrors on an error body.
 // Vault is reached over TLS but is not trusted to be well-formed: neither may crash, and what
 // they return must stay within the limits their callers rely on.
-#include <json/reader.h>
 #include <json/value.h>
 
 #include <cstddef>
@@ -15,6 +14,7 @@
 #include "broker/vault_http.h"
 #include "shared/validate.h"
 #include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/fuzz_json.h"
 
 namespace {
 
@@ -57,13 +57,8 @@ void CheckErrors(const Json::Value& json, size_t max_len) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Json::CharReaderBuilder rb;
-  rb["collectComments"] = false;
-  std::unique_ptr<Json::CharReader> reader(rb.newCharReader());
   Json::Value json;
-  std::string errs;
-  const char* begin = reinterpret_cast<const char*>(data);
-  if (!reader->parse(begin, begin + size, &json, &errs)) return 0;
+  if (!ParseFuzzJson(data, size, &json)) return 0;
 
   CheckErrors(json, 200);
   CheckErrors(json, 16);
