@@ -1,6 +1,8 @@
 #include "broker/broker.h"
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 
 #include "shared/log.h"
 #include "shared/secret.h"
@@ -47,7 +49,8 @@ Status CheckNothing(const ipc::Request&) {
 // queue memory, and the handlers only ever see values within the KMS v2 limits.
 const Broker::Entry Broker::kDispatch[] = {
     {ipc::Request::kEncrypt, "Encrypt", true, &CheckEncrypt, &Broker::HandleEncrypt},
-    {ipc::Request::kDecrypt, "Decrypt", true, &CheckDecrypt, &Broker::HandleDecrypt},
+    // No handler: Decrypts are queued together and sent as batches (RunDecrypts).
+    {ipc::Request::kDecrypt, "Decrypt", true, &CheckDecrypt, nullptr},
     {ipc::Request::kStatus, "Status", false, &CheckNothing, &Broker::HandleStatus},
     {ipc::Request::kStats, "Stats", false, &CheckNothing, &Broker::HandleStats},
 };
@@ -96,9 +99,11 @@ bool Broker::Dispatch(const ipc::Request& req, std::string* error) {
     return true;
   }
   Status refused = entry->check(req);
-  if (refused.ok() &&
-      !pool_->Submit([this, entry, req, deadline] { Run(*entry, req, deadline); })) {
-    refused = Status(Code::kResourceExhausted, "broker is overloaded; retry later");
+  if (refused.ok()) {
+    bool queued = entry->op == ipc::Request::kDecrypt
+                      ? QueueDecrypt(req, deadline)
+                      : pool_->Submit([this, entry, req, deadline] { Run(*entry, req, deadline); });
+    if (!queued) refused = Status(Code::kResourceExhausted, "broker is overloaded; retry later");
   }
   if (!refused.ok()) {
     ipc::Reply reply;
@@ -120,14 +125,83 @@ void Broker::Run(const Entry& entry, const ipc::Request& req, Deadline deadline)
   } else {
     (this->*entry.handler)(req, deadline, &reply);
   }
+  Finish(entry, req, start, deadline, &reply);
+}
+
+bool Broker::QueueDecrypt(const ipc::Request& req, Deadline deadline) {
+  {
+    std::lock_guard<std::mutex> lock(decrypts_mu_);
+    decrypts_.push_back({req, deadline});
+  }
+  if (pool_->Submit([this] { RunDecrypts(); })) return true;
+  // Refused: take the request back, unless a worker already took it with an earlier batch
+  // (then it is being answered and must not also be refused).
+  std::lock_guard<std::mutex> lock(decrypts_mu_);
+  for (auto it = decrypts_.rbegin(); it != decrypts_.rend(); ++it) {
+    if (it->req.id() == req.id()) {
+      decrypts_.erase(std::next(it).base());
+      return false;
+    }
+  }
+  return true;
+}
+
+void Broker::RunDecrypts() {
+  static const Entry& kEntry =
+      *std::find_if(std::begin(kDispatch), std::end(kDispatch),
+                    [](const Entry& e) { return e.op == ipc::Request::kDecrypt; });
+  std::vector<PendingDecrypt> batch;
+  {
+    std::lock_guard<std::mutex> lock(decrypts_mu_);
+    while (!decrypts_.empty() && batch.size() < VaultBackend::kMaxDecryptBatch) {
+      batch.push_back(std::move(decrypts_.front()));
+      decrypts_.pop_front();
+    }
+  }
+  if (batch.empty()) return;  // an earlier task took this one's request
+  auto start = Clock::now();
+  std::vector<ipc::Reply> replies(batch.size());
+  std::vector<VaultBackend::DecryptItem> items;
+  std::vector<size_t> item_of;  // items[k] answers batch[item_of[k]]
+  Deadline latest = start;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    replies[i].set_id(batch[i].req.id());
+    if (start >= batch[i].deadline) {
+      SetError(&replies[i], Status(Code::kDeadlineExceeded,
+                                   "deadline expired before the broker started the call"));
+      continue;
+    }
+    items.push_back({batch[i].req.decrypt().ciphertext(), {}, Status::Ok()});
+    item_of.push_back(i);
+    latest = std::max(latest, batch[i].deadline);
+  }
+  // The call may run until the latest deadline: a caller whose own deadline passes first has
+  // stopped waiting (the frontend answers it), and the others still get their plaintext.
+  if (!items.empty()) backend_->DecryptBatch(&items, latest);
+  for (size_t k = 0; k < items.size(); ++k) {
+    ipc::Reply& reply = replies[item_of[k]];
+    if (items[k].status.ok()) {
+      reply.mutable_decrypt()->set_plaintext(std::move(items[k].plaintext));
+    } else {
+      SetError(&reply, items[k].status);
+    }
+    WipeString(&items[k].plaintext);
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Finish(kEntry, batch[i].req, start, batch[i].deadline, &replies[i]);
+  }
+}
+
+void Broker::Finish(const Entry& entry, const ipc::Request& req, Clock::time_point start,
+                    Deadline deadline, ipc::Reply* reply) {
   // A worker may wait for room in the socket until the caller's deadline; an inline answer
   // only briefly (see kInlineSendBudget).
-  SendReply(reply, entry.calls_vault ? deadline : std::min(deadline, start + kInlineSendBudget));
+  SendReply(*reply, entry.calls_vault ? deadline : std::min(deadline, start + kInlineSendBudget));
   // Plaintext was needed only for the send; don't leave it in freed heap memory.
-  if (reply.has_decrypt()) WipeString(reply.mutable_decrypt()->mutable_plaintext());
+  if (reply->has_decrypt()) WipeString(reply->mutable_decrypt()->mutable_plaintext());
   if (entry.op == ipc::Request::kStatus || entry.op == ipc::Request::kStats) return;
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
-  Code code = reply.has_error() ? static_cast<Code>(reply.error().code()) : Code::kOk;
+  Code code = reply->has_error() ? static_cast<Code>(reply->error().code()) : Code::kOk;
   log::Fields fields = {{"op", entry.name},
                         {"uid", validate::LoggableUid(req.uid())},
                         {"code", CodeName(code)},
@@ -135,7 +209,7 @@ void Broker::Run(const Entry& entry, const ipc::Request& req, Deadline deadline)
   if (code == Code::kOk) {
     log::Debug("request done", fields);
   } else {
-    fields.emplace_back("error", reply.error().message());
+    fields.emplace_back("error", reply->error().message());
     log::Warning("request failed", fields);
   }
 }
@@ -167,13 +241,6 @@ void Broker::HandleEncrypt(const ipc::Request& req, Deadline deadline, ipc::Repl
   if (!s.ok()) return SetError(reply, s);
   reply->mutable_encrypt()->set_ciphertext(std::move(ciphertext));
   reply->mutable_encrypt()->set_key_id(std::move(key_id));
-}
-
-void Broker::HandleDecrypt(const ipc::Request& req, Deadline deadline, ipc::Reply* reply) {
-  std::string plaintext;
-  Status s = backend_->Decrypt(req.decrypt().ciphertext(), deadline, &plaintext);
-  if (!s.ok()) return SetError(reply, s);
-  reply->mutable_decrypt()->set_plaintext(std::move(plaintext));
 }
 
 void Broker::HandleStatus(const ipc::Request&, Deadline, ipc::Reply* reply) {

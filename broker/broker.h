@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <mutex>
 #include <string>
 
 #include "broker.pb.h"
@@ -50,16 +52,23 @@ class Broker {
     const char* name;
     bool calls_vault;  // true: runs on a worker thread; false: answered inline from cache
     Status (*check)(const ipc::Request&);  // what it validates, before queuing
-    Handler handler;
+    Handler handler;                       // nullptr for Decrypt, which RunDecrypts batches
   };
   static const Entry kDispatch[];
 
   void HandleEncrypt(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
-  void HandleDecrypt(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
   void HandleStatus(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
   void HandleStats(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
 
   void Run(const Entry& entry, const ipc::Request& req, Deadline deadline);
+  // Queues a checked Decrypt for RunDecrypts; false when the pool refused (overloaded).
+  bool QueueDecrypt(const ipc::Request& req, Deadline deadline);
+  // Worker: takes every queued Decrypt (up to VaultBackend::kMaxDecryptBatch) and sends them
+  // to Vault as one call. A lone Decrypt goes alone: nothing ever waits to fill a batch.
+  void RunDecrypts();
+  // Sends the reply, wipes its plaintext and logs the outcome (worker and inline paths).
+  void Finish(const Entry& entry, const ipc::Request& req, Clock::time_point start,
+              Deadline deadline, ipc::Reply* reply);
   void SendReply(const ipc::Reply& reply, Deadline deadline);
   // Main thread only (called from Dispatch).
   void LogRefusal(const char* op, const ipc::Request& req, const Status& refused);
@@ -68,6 +77,14 @@ class Broker {
   WorkerPool* pool_;
   int ipc_fd_;
   std::atomic<uint64_t> requests_{0};
+  // Decrypts waiting for a worker. Each has one pool task of its own (so the pool's bound and
+  // overload answer are unchanged); whichever task runs first takes all of them.
+  struct PendingDecrypt {
+    ipc::Request req;
+    Deadline deadline;
+  };
+  std::mutex decrypts_mu_;
+  std::deque<PendingDecrypt> decrypts_;
   long long refusal_second_ = 0;
   int refusals_logged_ = 0;
   long long refusals_suppressed_ = 0;

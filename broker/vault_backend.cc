@@ -33,6 +33,17 @@ bool ValidPathName(const std::string& s, bool allow_slash) {
   return true;
 }
 
+// Decodes Vault's base64 plaintext and wipes the copy in the parsed answer.
+Status TakePlaintext(Json::Value* pt, std::string* plaintext) {
+  const char* begin = nullptr;
+  const char* end = nullptr;
+  pt->getString(&begin, &end);
+  bool decoded = Base64Decode(std::string_view(begin, static_cast<size_t>(end - begin)), plaintext);
+  WipeJsonString(pt);
+  if (!decoded) return Status(Code::kInternal, "vault's decrypt answer is not base64");
+  return Status::Ok();
+}
+
 std::string Reason(const std::string& vault_message, long status) {
   return vault_message.empty() ? "HTTP " + std::to_string(status) : vault_message;
 }
@@ -117,6 +128,10 @@ struct VaultBackend::Impl {
     c.approle_mount = TrimSlashes(c.approle_mount);
     return c;
   }
+
+  // For Decrypt and DecryptBatch: ok when the ciphertext may be sent to Vault.
+  Status CheckDecryptInput(std::string_view ciphertext);
+  VaultResponse PostDecrypt(const std::string& body, Deadline deadline);
 
   const VaultConfig config;
   std::string config_error;
@@ -263,25 +278,85 @@ Status VaultBackend::Encrypt(std::string_view plaintext, Deadline deadline, std:
   return Status::Ok();
 }
 
-Status VaultBackend::Decrypt(std::string_view ciphertext, Deadline deadline,
-                             std::string* plaintext) {
-  if (!impl_->config_error.empty()) {
-    return Status(Code::kFailedPrecondition, "invalid vault configuration: " + impl_->config_error);
+void ReadDecryptBatchAnswer(VaultResponse* answer,
+                            const std::vector<VaultBackend::DecryptItem*>& sent,
+                            const std::string& key_name) {
+  VaultResponse& r = *answer;
+  for (VaultBackend::DecryptItem* item : sent) WipeString(&item->plaintext);
+  Json::Value* results = nullptr;
+  if (r.transport == Code::kOk && r.json.isObject() && r.json["data"].isObject() &&
+      r.json["data"]["batch_results"].isArray()) {
+    results = &r.json["data"]["batch_results"];
+  }
+  // A failed item makes Vault answer 400 (500 for an internal error) with every item's result.
+  bool per_item = results != nullptr && results->size() == sent.size() &&
+                  (r.ok() || r.status == 400 || r.status == 500);
+  for (Json::ArrayIndex i = 0; per_item && i < sent.size(); ++i) {
+    const Json::Value& res = (*results)[i];
+    per_item = res.isObject() &&
+               (!res.isMember("reference") || res["reference"] == Json::Value(std::to_string(i)));
+  }
+  Status whole;
+  if (!per_item) {
+    whole = r.ok() ? Status(Code::kInternal,
+                            "vault's batch decrypt answer does not match the request item for item")
+                   : MapVaultError(VaultOp::kDecrypt, r, key_name);
+  }
+  for (Json::ArrayIndex i = 0; i < sent.size(); ++i) {
+    Json::Value* pt = nullptr;
+    if (per_item && (*results)[i]["plaintext"].isString()) pt = &(*results)[i]["plaintext"];
+    VaultBackend::DecryptItem& item = *sent[i];
+    if (!per_item) {
+      item.status = whole;
+    } else if (const Json::Value& err = (*results)[i]["error"];
+               err.isString() && !err.asString().empty()) {
+      VaultResponse one;
+      one.status = r.ok() ? 400 : r.status;
+      Json::Value errors;
+      errors["errors"].append(err);
+      one.error = SafeVaultErrors(errors);
+      item.status = MapVaultError(VaultOp::kDecrypt, one, key_name);
+    } else if (pt == nullptr) {
+      item.status = Status(Code::kInternal, "vault's decrypt answer has no plaintext");
+    } else {
+      item.status = TakePlaintext(pt, &item.plaintext);
+    }
+    if (!item.status.ok()) WipeString(&item.plaintext);
+  }
+  // Whatever was used or refused, no plaintext stays in the answer.
+  for (Json::ArrayIndex i = 0; results != nullptr && i < results->size(); ++i) {
+    Json::Value& res = (*results)[i];
+    if (res.isObject() && res["plaintext"].isString()) WipeJsonString(&res["plaintext"]);
+  }
+}
+
+Status VaultBackend::Impl::CheckDecryptInput(std::string_view ciphertext) {
+  if (!config_error.empty()) {
+    return Status(Code::kFailedPrecondition, "invalid vault configuration: " + config_error);
   }
   // Re-checked here (the frontend may be compromised) so junk never reaches Vault.
   uint64_t version = 0;
   if (Status s = validate::VaultCiphertext(ciphertext, &version); !s.ok()) return s;
-  std::shared_ptr<const KeyMetadata> meta = impl_->keys.Current();
-  if (meta && version > meta->latest_version) impl_->keys.RequestRefresh();
+  std::shared_ptr<const KeyMetadata> meta = keys.Current();
+  if (meta && version > meta->latest_version) keys.RequestRefresh();
+  return Status::Ok();
+}
 
+VaultResponse VaultBackend::Impl::PostDecrypt(const std::string& body, Deadline deadline) {
+  return tokens.CallWithToken(HttpMethod::kPost,
+                              config.transit_mount + "/decrypt/" + config.transit_key, body,
+                              config.ns, deadline);
+}
+
+Status VaultBackend::Decrypt(std::string_view ciphertext, Deadline deadline,
+                             std::string* plaintext) {
+  if (Status s = impl_->CheckDecryptInput(ciphertext); !s.ok()) return s;
   std::string body;
   body.reserve(32 + JsonStringReserve(ciphertext.size()));
   body.append("{\"ciphertext\":");
   AppendJsonString(&body, ciphertext);
   body.push_back('}');
-  VaultResponse r = impl_->tokens.CallWithToken(
-      HttpMethod::kPost, impl_->config.transit_mount + "/decrypt/" + impl_->config.transit_key,
-      body, impl_->config.ns, deadline);
+  VaultResponse r = impl_->PostDecrypt(body, deadline);
   WipeString(&body);
   Json::Value* pt = nullptr;
   if (r.json.isObject() && r.json["data"].isObject() && r.json["data"]["plaintext"].isString()) {
@@ -292,13 +367,41 @@ Status VaultBackend::Decrypt(std::string_view ciphertext, Deadline deadline,
     return MapVaultError(VaultOp::kDecrypt, r, impl_->key_name);
   }
   if (pt == nullptr) return Status(Code::kInternal, "vault's decrypt answer has no plaintext");
-  const char* begin = nullptr;
-  const char* end = nullptr;
-  pt->getString(&begin, &end);
-  bool decoded = Base64Decode(std::string_view(begin, static_cast<size_t>(end - begin)), plaintext);
-  WipeJsonString(pt);
-  if (!decoded) return Status(Code::kInternal, "vault's decrypt answer is not base64");
-  return Status::Ok();
+  return TakePlaintext(pt, plaintext);
+}
+
+void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadline) {
+  std::vector<DecryptItem*> sent;
+  for (DecryptItem& item : *items) {
+    item.plaintext.clear();
+    item.status = impl_->CheckDecryptInput(item.ciphertext);
+    if (item.status.ok()) sent.push_back(&item);
+  }
+  if (sent.size() <= 1) {
+    // Nothing to share a call with: the plain form, exactly as a lone Decrypt.
+    if (sent.size() == 1)
+      sent[0]->status = Decrypt(sent[0]->ciphertext, deadline, &sent[0]->plaintext);
+    return;
+  }
+  // Each item carries its index as `reference`, which Vault echoes: the answer is checked
+  // against it, not only trusted to keep the order.
+  size_t reserve = 32;
+  for (const DecryptItem* item : sent) reserve += 48 + JsonStringReserve(item->ciphertext.size());
+  std::string body;
+  body.reserve(reserve);
+  body.append("{\"batch_input\":[");
+  for (size_t i = 0; i < sent.size(); ++i) {
+    body.append(i == 0 ? "{\"ciphertext\":" : ",{\"ciphertext\":");
+    AppendJsonString(&body, sent[i]->ciphertext);
+    body.append(",\"reference\":\"");
+    body.append(std::to_string(i));
+    body.append("\"}");
+  }
+  body.append("]}");
+  VaultResponse r = impl_->PostDecrypt(body, deadline);
+  WipeString(&body);
+
+  ReadDecryptBatchAnswer(&r, sent, impl_->key_name);
 }
 
 }  // namespace vkms::broker

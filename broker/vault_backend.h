@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "broker/vault_config.h"
 #include "shared/status.h"
@@ -59,6 +60,18 @@ class VaultBackend {
                  std::string* key_id);
   // Decrypts Vault ciphertext; the version comes from its "vault:vN:" prefix.
   Status Decrypt(std::string_view ciphertext, Deadline deadline, std::string* plaintext);
+
+  // Several Decrypts in one Transit call (`batch_input`), each with its own result: one
+  // ciphertext Vault refuses fails only its own item. One item is sent as a plain Decrypt.
+  // Vault answers items in order; an answer that does not match the request item for item
+  // fails every item rather than risk handing one caller another's plaintext.
+  struct DecryptItem {
+    std::string_view ciphertext;  // in
+    std::string plaintext;        // out, when status is ok
+    Status status;
+  };
+  static constexpr size_t kMaxDecryptBatch = 16;
+  void DecryptBatch(std::vector<DecryptItem>* items, Deadline deadline);
 
  private:
   struct Impl;

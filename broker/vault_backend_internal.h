@@ -2,7 +2,9 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
+#include "broker/vault_backend.h"
 #include "broker/vault_http.h"
 #include "shared/status.h"
 
@@ -13,6 +15,13 @@ enum class VaultOp { kEncrypt, kDecrypt };
 // Maps a failed Transit answer (or transport failure) to the Status the apiserver sees.
 // `key_name` is "<mount>/<key>". Messages carry Vault's own text but never request data.
 Status MapVaultError(VaultOp op, const VaultResponse& r, const std::string& key_name);
+
+// Reads Vault's answer to a batch decrypt of `sent` (item i sent with reference "i") into
+// each item's plaintext and status, and wipes every plaintext left in the answer. An answer
+// that does not match the request item for item fails every item.
+void ReadDecryptBatchAnswer(VaultResponse* answer,
+                            const std::vector<VaultBackend::DecryptItem*>& sent,
+                            const std::string& key_name);
 
 // Trims leading and trailing '/' so "ns1/" and "/ns1" give the same key_id.
 std::string TrimSlashes(const std::string& s);

@@ -1,5 +1,6 @@
 // Vault's JSON answers as the broker parses them (broker/vault_http.cc's reader settings):
-// KeyCache::ParseKeyMetadata on a keys/<name> answer, and SafeVaultErrors on an error body.
+// KeyCache::ParseKeyMetadata on a keys/<name> answer, SafeVaultErrors on an error body, and
+// ReadDecryptBatchAnswer on a batch decrypt answer.
 // Vault is reached over TLS but is not trusted to be well-formed: neither may crash, and what
 // they return must stay within the limits their callers rely on.
 #include <json/value.h>
@@ -11,6 +12,7 @@
 
 #include "broker/key_cache.h"
 #include "broker/vault_backend.h"
+#include "broker/vault_backend_internal.h"
 #include "broker/vault_http.h"
 #include "shared/validate.h"
 #include "tests/fuzz/fuzz_check.h"
@@ -54,6 +56,33 @@ void CheckErrors(const Json::Value& json, size_t max_len) {
   }
 }
 
+// Whatever the answer, each item ends with a status, a plaintext only when ok (never the
+// one it came in with), and no
+// plaintext string left unwiped in the answer.
+void CheckBatchAnswer(const Json::Value& json, long status, size_t n) {
+  vkms::broker::VaultResponse r;
+  r.status = status;
+  r.json = json;
+  std::vector<vkms::broker::VaultBackend::DecryptItem> items(n);
+  std::vector<vkms::broker::VaultBackend::DecryptItem*> sent;
+  for (auto& item : items) {
+    item.plaintext = "stale";
+    sent.push_back(&item);
+  }
+  vkms::broker::ReadDecryptBatchAnswer(&r, sent, "transit/kms");
+  for (const auto& item : items) {
+    FUZZ_CHECK(item.status.ok() || item.plaintext.empty());
+    FUZZ_CHECK(item.status.ok() || !item.status.message().empty());
+  }
+  const Json::Value& results = r.json.isObject() && r.json["data"].isObject()
+                                   ? r.json["data"]["batch_results"]
+                                   : Json::Value::nullSingleton();
+  for (Json::ArrayIndex i = 0; results.isArray() && i < results.size(); ++i) {
+    if (!results[i].isObject() || !results[i]["plaintext"].isString()) continue;
+    for (char c : results[i]["plaintext"].asString()) FUZZ_CHECK(c == '\0');
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -73,6 +102,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CheckKeyMetadata(*d, "team-a/sub", "kms/transit", "k8s-prod");
     // Long enough that the version's digits decide whether key_id fits in 1024 bytes.
     CheckKeyMetadata(*d, "", std::string(980, 'm'), "kms");
+  }
+  for (long status : {200L, 400L, 500L}) {
+    for (size_t n : {1u, 2u, 3u}) CheckBatchAnswer(json, status, n);
   }
   return 0;
 }

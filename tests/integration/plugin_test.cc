@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -539,6 +540,58 @@ TEST_F(PluginTest, VaultCallsRunInParallel) {
   EXPECT_EQ(ok.load(), kCalls);
   // Serialised, 16 calls of 300 ms would take 4.8 s.
   EXPECT_LT(elapsed, milliseconds(1500)) << "Vault calls were serialised";
+}
+
+// More Decrypts than workers: the ones that queue go to Vault together, as batches, and each
+// caller still gets its own plaintext, or its own error when only its ciphertext is bad.
+TEST_F(PluginTest, QueuedDecryptsShareVaultCallsAndEachGetsItsOwnAnswer) {
+  REQUIRE_SIM();
+  auto plugin = StartPlugin(Options());
+  constexpr int kCalls = 64;  // the broker runs 32 workers
+  std::vector<std::string> seeds, ciphertexts;
+  std::string key_id;
+  {
+    KmsClient kms(plugin->socket_path());
+    for (int i = 0; i < kCalls; ++i) {
+      v2::EncryptResponse enc;
+      seeds.push_back(RandomBytes(32));
+      ASSERT_TRUE(kms.Encrypt(seeds.back(), RandomUid(), &enc).ok());
+      std::string ct = enc.ciphertext();
+      if (i % 8 == 5) ct[20] = ct[20] == 'A' ? 'B' : 'A';  // only Vault can tell
+      ciphertexts.push_back(ct);
+      key_id = enc.key_id();
+    }
+  }
+  const std::string decrypt_path = vault_.transit_mount() + "/decrypt/";
+  int64_t before = SimControl::CountWithPrefix(vault_.sim().Stats(), decrypt_path);
+  vault_.sim().Latency(decrypt_path, 300);
+  std::vector<grpc::Status> results(kCalls);
+  std::vector<std::string> plaintexts(kCalls);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&, i] {
+      KmsClient kms(plugin->socket_path());
+      v2::DecryptResponse dec;
+      results[i] = kms.Decrypt(ciphertexts[i], key_id, RandomUid(), &dec, seconds(10));
+      plaintexts[i] = dec.plaintext();
+    });
+  }
+  for (auto& t : threads) t.join();
+  int64_t calls = SimControl::CountWithPrefix(vault_.sim().Stats(), decrypt_path) - before;
+  for (int i = 0; i < kCalls; ++i) {
+    if (i % 8 == 5) {
+      EXPECT_EQ(results[i].error_code(), grpc::StatusCode::INVALID_ARGUMENT) << i;
+      EXPECT_NE(results[i].error_message().find("message authentication failed"), std::string::npos)
+          << results[i].error_message();
+      EXPECT_TRUE(plaintexts[i].empty());
+    } else {
+      ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].error_message();
+      EXPECT_EQ(plaintexts[i], seeds[i]) << "caller " << i << " got another's plaintext";
+    }
+  }
+  EXPECT_LT(calls, kCalls) << "no Decrypt shared a Vault call";
+  EXPECT_GE(calls, kCalls / 16) << "a batch holds at most 16 Decrypts";
+  std::cout << kCalls << " Decrypts, " << calls << " Vault calls\n";
 }
 
 // Flags are checked before anything happens: exit 2 with one line naming the flag.

@@ -186,6 +186,142 @@ TEST(MapVaultError, CoversEveryCase) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Batch decrypt answers (what ReadDecryptBatchAnswer makes of each shape Vault may send)
+
+struct BatchAnswerTest : ::testing::Test {
+  // Three items sent; results built by each test.
+  std::vector<VaultBackend::DecryptItem> items{3};
+  std::vector<VaultBackend::DecryptItem*> sent{&items[0], &items[1], &items[2]};
+  VaultResponse r;
+
+  static Json::Value Result(const std::string& reference, const std::string& plaintext,
+                            const std::string& error = "") {
+    Json::Value v(Json::objectValue);
+    v["reference"] = reference;
+    if (!plaintext.empty()) v["plaintext"] = Base64Encode(plaintext);
+    if (!error.empty()) v["error"] = error;
+    return v;
+  }
+  Json::Value& Results() { return r.json["data"]["batch_results"]; }
+  void Read() { ReadDecryptBatchAnswer(&r, sent, "transit/kms"); }
+  // Every plaintext string still in the answer must have been overwritten.
+  void ExpectNoPlaintextLeft() {
+    for (const auto& res : r.json["data"]["batch_results"]) {
+      if (!res.isObject() || !res["plaintext"].isString()) continue;
+      std::string left = res["plaintext"].asString();
+      EXPECT_EQ(left.find_first_not_of('\0'), std::string::npos) << "plaintext not wiped";
+    }
+  }
+};
+
+TEST_F(BatchAnswerTest, AllGoodGivesEachItemItsOwnPlaintext) {
+  r.status = 200;
+  Results().append(Result("0", "seed-zero"));
+  Results().append(Result("1", "seed-one"));
+  Results().append(Result("2", "seed-two"));
+  Read();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(items[i].status.ok()) << items[i].status.ToString();
+  EXPECT_EQ(items[0].plaintext, "seed-zero");
+  EXPECT_EQ(items[1].plaintext, "seed-one");
+  EXPECT_EQ(items[2].plaintext, "seed-two");
+  ExpectNoPlaintextLeft();
+}
+
+TEST_F(BatchAnswerTest, PartialFailureFailsOnlyTheItemVaultRefused) {
+  r.status = 400;  // Vault's answer when any item failed
+  Results().append(Result("0", "seed-zero"));
+  Results().append(Result("1", "", "cipher: message authentication failed"));
+  Results().append(
+      Result("2", "", "ciphertext or signature version is disallowed by policy (too old)"));
+  Read();
+  ASSERT_TRUE(items[0].status.ok()) << items[0].status.ToString();
+  EXPECT_EQ(items[0].plaintext, "seed-zero");
+  EXPECT_EQ(items[1].status.code(), Code::kInvalidArgument);
+  EXPECT_EQ(items[1].status.message(),
+            "vault rejected the ciphertext: cipher: message authentication failed");
+  EXPECT_EQ(items[2].status.code(), Code::kFailedPrecondition) << items[2].status.ToString();
+  EXPECT_TRUE(items[1].plaintext.empty() && items[2].plaintext.empty());
+  ExpectNoPlaintextLeft();
+}
+
+TEST_F(BatchAnswerTest, AnAnswerThatDoesNotMatchTheRequestFailsEveryItem) {
+  auto expect_all_internal = [&](const char* what) {
+    for (const auto& item : items) {
+      EXPECT_EQ(item.status.code(), Code::kInternal) << what << ": " << item.status.ToString();
+      EXPECT_TRUE(item.plaintext.empty()) << what;
+    }
+    ExpectNoPlaintextLeft();
+  };
+  r.status = 200;
+  // Swapped: trusting the order would give caller 0 the plaintext of caller 1.
+  Results().append(Result("1", "seed-one"));
+  Results().append(Result("0", "seed-zero"));
+  Results().append(Result("2", "seed-two"));
+  Read();
+  expect_all_internal("swapped references");
+
+  Results().clear();
+  Results().append(Result("0", "seed-zero"));
+  Results().append(Result("1", "seed-one"));
+  Read();
+  expect_all_internal("one result missing");
+
+  Results().clear();
+  Results().append(Result("0", "seed-zero"));
+  Results().append("seed-one");
+  Results().append(Result("2", "seed-two"));
+  Read();
+  expect_all_internal("a result that is not an object");
+
+  r.json = Json::Value(Json::objectValue);
+  r.json["data"]["plaintext"] = Base64Encode("single-form answer");
+  Read();
+  expect_all_internal("no batch_results");
+}
+
+TEST_F(BatchAnswerTest, OlderVaultWithoutReferencesIsReadInOrder) {
+  r.status = 200;
+  for (const char* pt : {"a", "b", "c"}) {
+    Json::Value v(Json::objectValue);
+    v["plaintext"] = Base64Encode(pt);
+    Results().append(v);
+  }
+  Read();
+  EXPECT_EQ(items[0].plaintext, "a");
+  EXPECT_EQ(items[1].plaintext, "b");
+  EXPECT_EQ(items[2].plaintext, "c");
+}
+
+TEST_F(BatchAnswerTest, WholeRequestFailuresApplyToEveryItem) {
+  r = Http(503, "Vault is sealed");
+  Read();
+  for (const auto& item : items) {
+    EXPECT_EQ(item.status.code(), Code::kUnavailable) << item.status.ToString();
+    EXPECT_NE(item.status.message().find("sealed"), std::string::npos);
+  }
+  r = Http(403, "permission denied");
+  Read();
+  for (const auto& item : items) EXPECT_EQ(item.status.code(), Code::kPermissionDenied);
+  r = Transport(Code::kDeadlineExceeded, "timeout");
+  Read();
+  for (const auto& item : items) EXPECT_EQ(item.status.code(), Code::kDeadlineExceeded);
+}
+
+TEST_F(BatchAnswerTest, PlaintextThatIsNotBase64IsAnInternalErrorForThatItemOnly) {
+  r.status = 200;
+  Results().append(Result("0", "seed-zero"));
+  Json::Value bad = Result("1", "");
+  bad["plaintext"] = "***not base64***";
+  Results().append(bad);
+  Results().append(Result("2", ""));  // no plaintext at all
+  Read();
+  EXPECT_TRUE(items[0].status.ok());
+  EXPECT_EQ(items[1].status.code(), Code::kInternal) << items[1].status.ToString();
+  EXPECT_EQ(items[2].status.code(), Code::kInternal) << items[2].status.ToString();
+  ExpectNoPlaintextLeft();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Key metadata
 
 Json::Value KeyData(const std::string& type, int latest) {
@@ -810,6 +946,46 @@ TEST_F(VaultSideTest, InvalidCiphertextNeverReachesVault) {
   s = b.Decrypt(old_ct, In(seconds(2)), &pt);
   EXPECT_EQ(s.code(), Code::kFailedPrecondition) << s.ToString();
   EXPECT_NE(s.message().find("too old"), std::string::npos) << s.ToString();
+}
+
+TEST_F(VaultSideTest, DecryptBatchIsOneVaultCallWithAResultPerItem) {
+  VaultBackend b(Config());
+  b.Start();
+  ASSERT_TRUE(WaitHealthy(b).healthy);
+  const std::string ct0 = RootEncrypt("first seed"), ct3 = RootEncrypt(kSeed);
+  const std::string forged = "vault:v1:" + Base64Encode(std::string(40, 'a'));
+  std::vector<VaultBackend::DecryptItem> items(4);
+  items[0].ciphertext = ct0;
+  items[1].ciphertext = forged;   // well-formed: only Vault can refuse it
+  items[2].ciphertext = "hello";  // junk: refused before Vault
+  items[3].ciphertext = ct3;
+  int64_t before = SimRequests();
+  b.DecryptBatch(&items, In(seconds(3)));
+  EXPECT_EQ(SimRequests() - before, 1) << "three items for Vault, one HTTP call";
+  ASSERT_TRUE(items[0].status.ok()) << items[0].status.ToString();
+  EXPECT_EQ(items[0].plaintext, "first seed");
+  EXPECT_EQ(items[1].status.code(), Code::kInvalidArgument) << items[1].status.ToString();
+  EXPECT_EQ(items[1].status.message().rfind("vault rejected the ciphertext: ", 0), 0u);
+  EXPECT_EQ(items[2].status.code(), Code::kInvalidArgument) << items[2].status.ToString();
+  ASSERT_TRUE(items[3].status.ok()) << items[3].status.ToString();
+  EXPECT_EQ(items[3].plaintext, kSeed);
+
+  // The same answers, item for item, as one Decrypt each.
+  for (const auto& item : items) {
+    std::string pt;
+    Status one = b.Decrypt(item.ciphertext, In(seconds(3)), &pt);
+    EXPECT_EQ(one.ToString(), item.status.ToString());
+    EXPECT_EQ(pt, item.plaintext);
+  }
+
+  // A whole-request failure reaches every item.
+  control_->Seal();
+  b.DecryptBatch(&items, In(seconds(3)));
+  for (const auto& item : {items[0], items[1], items[3]}) {
+    EXPECT_EQ(item.status.code(), Code::kUnavailable) << item.status.ToString();
+    EXPECT_TRUE(item.plaintext.empty());
+  }
+  EXPECT_EQ(items[2].status.code(), Code::kInvalidArgument) << "junk is refused all the same";
 }
 
 TEST_F(VaultSideTest, SealedVaultIsUnavailable) {
