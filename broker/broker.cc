@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <iterator>
 
 #include "shared/log.h"
 #include "shared/secret.h"
@@ -129,21 +128,27 @@ void Broker::Run(const Entry& entry, const ipc::Request& req, Deadline deadline)
 }
 
 bool Broker::QueueDecrypt(const ipc::Request& req, Deadline deadline) {
+  bool submit = false;
   {
     std::lock_guard<std::mutex> lock(decrypts_mu_);
+    if (decrypts_.size() >= kMaxQueuedDecrypts) return false;
     decrypts_.push_back({req, deadline});
-  }
-  if (pool_->Submit([this] { RunDecrypts(); })) return true;
-  // Refused: take the request back, unless a worker already took it with an earlier batch
-  // (then it is being answered and must not also be refused).
-  std::lock_guard<std::mutex> lock(decrypts_mu_);
-  for (auto it = decrypts_.rbegin(); it != decrypts_.rend(); ++it) {
-    if (it->req.id() == req.id()) {
-      decrypts_.erase(std::next(it).base());
-      return false;
+    // A task not yet started takes up to a full batch when it starts: wake another worker only
+    // when the queue holds more than the tasks already on their way can take.
+    if (decrypts_.size() > decrypt_tasks_ * VaultBackend::kMaxDecryptBatch) {
+      ++decrypt_tasks_;
+      submit = true;
     }
   }
-  return true;
+  if (!submit || pool_->Submit([this] { RunDecrypts(); })) return true;
+  // The pool is full: take the request back. The tasks already submitted cover the requests
+  // queued before it and cannot reach it (it lies past what they may take), so it is still
+  // last; the check is only a guard.
+  std::lock_guard<std::mutex> lock(decrypts_mu_);
+  --decrypt_tasks_;
+  if (decrypts_.empty() || decrypts_.back().req.id() != req.id()) return true;
+  decrypts_.pop_back();
+  return false;
 }
 
 void Broker::RunDecrypts() {
@@ -153,12 +158,13 @@ void Broker::RunDecrypts() {
   std::vector<PendingDecrypt> batch;
   {
     std::lock_guard<std::mutex> lock(decrypts_mu_);
+    --decrypt_tasks_;
     while (!decrypts_.empty() && batch.size() < VaultBackend::kMaxDecryptBatch) {
       batch.push_back(std::move(decrypts_.front()));
       decrypts_.pop_front();
     }
   }
-  if (batch.empty()) return;  // an earlier task took this one's request
+  if (batch.empty()) return;
   auto start = Clock::now();
   std::vector<ipc::Reply> replies(batch.size());
   std::vector<VaultBackend::DecryptItem> items;

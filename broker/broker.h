@@ -77,8 +77,12 @@ class Broker {
   WorkerPool* pool_;
   int ipc_fd_;
   std::atomic<uint64_t> requests_{0};
-  // Decrypts waiting for a worker. Each has one pool task of its own (so the pool's bound and
-  // overload answer are unchanged); whichever task runs first takes all of them.
+  // Decrypts waiting for a worker, bounded like the pool's queue (RESOURCE_EXHAUSTED beyond).
+  // Invariant: decrypts_.size() <= decrypt_tasks_ * kMaxDecryptBatch, where decrypt_tasks_ counts
+  // RunDecrypts tasks submitted and not yet started; so every queued Decrypt has a task coming,
+  // and a burst wakes one worker per batch, not one per request.
+  static constexpr size_t kMaxQueuedDecrypts = 4096;
+  size_t decrypt_tasks_ = 0;
   struct PendingDecrypt {
     ipc::Request req;
     Deadline deadline;
