@@ -11,10 +11,15 @@
 //  4. a "cold apiserver" storm: --storm distinct ciphertexts (made beforehand) decrypted once
 //     each at --storm-concurrency, through the plugin and then direct.
 // RSS of both processes is sampled every 100 ms during phases 3-4 (the peak is reported).
+// Phase 3 also runs Status against "grpc-floor": a gRPC callback server inside this process
+// that answers at once, with the plugin's own Status answer, over a unix socket. It is the cost
+// of the gRPC hop alone, which any KMS plugin pays, and it bounds the latency ratios: the
+// plugin cannot beat direct + floor.
 //
 // Prints one table, writes the same figures to --out (build/bench/results.json), and checks the
 // targets of issue 7. Exit 0 when every target is met, 1 when one is missed, 2 on a bad flag,
 // 3 when the environment could not be set up.
+#include <grpcpp/grpcpp.h>
 #include <json/value.h>
 #include <json/writer.h>
 #include <sys/stat.h>
@@ -42,6 +47,22 @@
 
 namespace vkms::bench {
 namespace {
+
+// The gRPC hop and nothing else (see the header comment): Status answered inline.
+class FloorService final : public v2::KeyManagementService::CallbackService {
+ public:
+  explicit FloorService(v2::StatusResponse answer) : answer_(std::move(answer)) {}
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const v2::StatusRequest*,
+                                   v2::StatusResponse* resp) override {
+    *resp = answer_;
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  const v2::StatusResponse answer_;
+};
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
@@ -333,11 +354,36 @@ int Main(int argc, char** argv) {
     return 3;
   }
 
+  // The floor server, answering what the plugin answers.
+  v2::StatusResponse floor_answer;
+  {
+    testing::KmsClient kms(plugin->socket_path());
+    if (!kms.Status(&floor_answer).ok()) {
+      std::fprintf(stderr, "vault-kms-bench: Status failed\n");
+      return 3;
+    }
+  }
+  char floor_dir[] = "/tmp/vault-kms-bench.XXXXXX";
+  if (mkdtemp(floor_dir) == nullptr) {
+    std::fprintf(stderr, "vault-kms-bench: mkdtemp failed\n");
+    return 3;
+  }
+  const std::string floor_socket = std::string(floor_dir) + "/floor.sock";
+  FloorService floor_service(floor_answer);
+  grpc::ServerBuilder floor_builder;
+  floor_builder.AddListeningPort("unix://" + floor_socket, grpc::InsecureServerCredentials());
+  floor_builder.RegisterService(&floor_service);
+  std::unique_ptr<grpc::Server> floor_server = floor_builder.BuildAndStart();
+  if (!floor_server) {
+    std::fprintf(stderr, "vault-kms-bench: cannot start the gRPC floor server\n");
+    return 3;
+  }
+
   // ---- 3. per-operation runs ----
   RssPeak peak(broker_pid, frontend_pid);
   auto run = [&](const std::string& path, Op op, int conc, double secs) {
     LoadOptions lo;
-    lo.socket = plugin->socket_path();
+    lo.socket = path == "grpc-floor" ? floor_socket : plugin->socket_path();
     lo.threads = conc;
     lo.channels = std::min(conc, 4);
     lo.status_pct = op == Op::kStatus ? 100 : 0;
@@ -355,6 +401,9 @@ int Main(int argc, char** argv) {
     // Warm-up: connections, gRPC channels, the broker's curl pool, Decrypt rings.
     run("plugin", Op::kEncrypt, conc, 0.5);
     run("direct", Op::kEncrypt, conc, 0.5);
+    run("grpc-floor", Op::kStatus, conc, 0.5);
+    runs.push_back(run("grpc-floor", Op::kStatus, conc, f.seconds));
+    PrintRun(runs.back());
     for (Op op : {Op::kStatus, Op::kEncrypt, Op::kDecrypt}) {
       runs.push_back(run("plugin", op, conc, f.seconds));
       PrintRun(runs.back());
@@ -363,6 +412,11 @@ int Main(int argc, char** argv) {
       PrintRun(runs.back());
     }
   }
+
+  floor_server->Shutdown();
+  floor_server.reset();
+  unlink(floor_socket.c_str());
+  rmdir(floor_dir);
 
   // ---- 4. storm ----
   auto inputs = std::make_shared<std::vector<Sealed>>(static_cast<size_t>(f.storm));
@@ -498,6 +552,22 @@ int Main(int argc, char** argv) {
     all = all && t.met;
   }
   out["all_targets_met"] = all;
+
+  // What the gRPC hop alone allows: the best ratio any plugin behind gRPC could reach here.
+  if (const Run* fl = find("grpc-floor", Op::kStatus, lat_conc)) {
+    std::printf("\n  gRPC hop alone (grpc-floor Status, conc %d): p50 %.0f us, p99 %.0f us\n",
+                lat_conc, pct(fl, 50), pct(fl, 99));
+    out["grpc_floor"]["p50_us"] = pct(fl, 50);
+    out["grpc_floor"]["p99_us"] = pct(fl, 99);
+    for (Op op : {Op::kEncrypt, Op::kDecrypt}) {
+      const Run* d = find("direct", op, lat_conc);
+      if (d == nullptr) continue;
+      const double best = (pct(d, 50) + pct(fl, 50)) / std::max(pct(d, 50), 1.0);
+      std::printf("  %s: direct p50 + gRPC hop p50 = %.0f us, a p50 ratio of %.2f at best\n",
+                  OpName(op), pct(d, 50) + pct(fl, 50), best);
+      out["grpc_floor"][std::string("best_p50_ratio_") + OpName(op)] = best;
+    }
+  }
 
   plugin->Stop();
   std::string dir = f.out.substr(0, f.out.find_last_of('/'));
