@@ -61,7 +61,8 @@ class Broker {
   void HandleStats(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
 
   void Run(const Entry& entry, const ipc::Request& req, Deadline deadline);
-  // Queues a checked Decrypt for RunDecrypts; false when the pool refused (overloaded).
+  // Queues a checked Decrypt for RunDecrypts; false when the Decrypt queue is full or the pool
+  // refused the task (overloaded).
   bool QueueDecrypt(const ipc::Request& req, Deadline deadline);
   // Worker: takes every queued Decrypt (up to VaultBackend::kMaxDecryptBatch) and sends them
   // to Vault as one call. A lone Decrypt goes alone: nothing ever waits to fill a batch.

@@ -132,6 +132,8 @@ struct VaultBackend::Impl {
   // For Decrypt and DecryptBatch: ok when the ciphertext may be sent to Vault.
   Status CheckDecryptInput(std::string_view ciphertext);
   VaultResponse PostDecrypt(const std::string& body, Deadline deadline);
+  // The single-form Decrypt of a ciphertext CheckDecryptInput accepted.
+  Status DecryptOne(std::string_view ciphertext, Deadline deadline, std::string* plaintext);
 
   const VaultConfig config;
   std::string config_error;
@@ -348,15 +350,14 @@ VaultResponse VaultBackend::Impl::PostDecrypt(const std::string& body, Deadline 
                               config.ns, deadline);
 }
 
-Status VaultBackend::Decrypt(std::string_view ciphertext, Deadline deadline,
-                             std::string* plaintext) {
-  if (Status s = impl_->CheckDecryptInput(ciphertext); !s.ok()) return s;
+Status VaultBackend::Impl::DecryptOne(std::string_view ciphertext, Deadline deadline,
+                                      std::string* plaintext) {
   std::string body;
   body.reserve(32 + JsonStringReserve(ciphertext.size()));
   body.append("{\"ciphertext\":");
   AppendJsonString(&body, ciphertext);
   body.push_back('}');
-  VaultResponse r = impl_->PostDecrypt(body, deadline);
+  VaultResponse r = PostDecrypt(body, deadline);
   WipeString(&body);
   Json::Value* pt = nullptr;
   if (r.json.isObject() && r.json["data"].isObject() && r.json["data"]["plaintext"].isString()) {
@@ -364,10 +365,16 @@ Status VaultBackend::Decrypt(std::string_view ciphertext, Deadline deadline,
   }
   if (!r.ok()) {
     if (pt != nullptr) WipeJsonString(pt);
-    return MapVaultError(VaultOp::kDecrypt, r, impl_->key_name);
+    return MapVaultError(VaultOp::kDecrypt, r, key_name);
   }
   if (pt == nullptr) return Status(Code::kInternal, "vault's decrypt answer has no plaintext");
   return TakePlaintext(pt, plaintext);
+}
+
+Status VaultBackend::Decrypt(std::string_view ciphertext, Deadline deadline,
+                             std::string* plaintext) {
+  if (Status s = impl_->CheckDecryptInput(ciphertext); !s.ok()) return s;
+  return impl_->DecryptOne(ciphertext, deadline, plaintext);
 }
 
 void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadline) {
@@ -379,8 +386,9 @@ void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadli
   }
   if (sent.size() <= 1) {
     // Nothing to share a call with: the plain form, exactly as a lone Decrypt.
-    if (sent.size() == 1)
-      sent[0]->status = Decrypt(sent[0]->ciphertext, deadline, &sent[0]->plaintext);
+    if (sent.size() == 1) {
+      sent[0]->status = impl_->DecryptOne(sent[0]->ciphertext, deadline, &sent[0]->plaintext);
+    }
     return;
   }
   // Each item carries its index as `reference`, which Vault echoes: the answer is checked
