@@ -376,6 +376,7 @@ int Main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> floor_server = floor_builder.BuildAndStart();
   if (!floor_server) {
     std::fprintf(stderr, "vault-kms-bench: cannot start the gRPC floor server\n");
+    rmdir(floor_dir);
     return 3;
   }
 
