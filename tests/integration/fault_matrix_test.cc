@@ -196,6 +196,29 @@ class FaultMatrixTest : public PluginFixture {
   }
 
   void StandbyFailover(bool list_active_addr);
+
+  // A new broker from `argv` (the stopped `plugin`'s command line) serves on the same socket:
+  // healthy, a round trip, and a clean exit on SIGTERM.
+  void ExpectAnotherBrokerServes(const std::vector<std::string>& argv, PluginProcess& plugin,
+                                 const std::string& when) {
+    RawBroker next(argv, plugin.dir() + "/next.log");
+    ASSERT_TRUE(next.Launch());
+    ASSERT_TRUE(next.WaitServing(seconds(10))) << next.Logs();
+    {
+      // Scoped: an idle client connection left open holds the frontend's drain (see the report).
+      KmsClient kms(plugin.socket_path());
+      ASSERT_TRUE(WaitUntil(
+          [&] {
+            v2::StatusResponse s;
+            return kms.Status(&s).ok() && s.healthz() == "ok";
+          },
+          seconds(10)))
+          << next.Logs();
+      ExpectRoundTrip(kms, plugin, when);
+    }
+    int status = next.Stop();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << next.Logs();
+  }
 };
 
 // Case 1: Vault is sealed when the plugin starts. The plugin still starts and serves, Status says
@@ -574,23 +597,7 @@ TEST_F(FaultMatrixTest, BrokerKillEndsTheFrontendAndTheNextPluginReplacesTheStal
   }
 
   // Same command line, same credentials, same socket path.
-  RawBroker next(argv, plugin->dir() + "/next.log");
-  ASSERT_TRUE(next.Launch());
-  ASSERT_TRUE(next.WaitServing(seconds(10))) << next.Logs();
-  {
-    // Scoped: an idle client connection left open holds the frontend's drain (see the report).
-    KmsClient kms(sock);
-    ASSERT_TRUE(WaitUntil(
-        [&] {
-          v2::StatusResponse s;
-          return kms.Status(&s).ok() && s.healthz() == "ok";
-        },
-        seconds(10)))
-        << next.Logs();
-    ExpectRoundTrip(kms, *plugin, "on the replaced socket");
-  }
-  int status = next.Stop();
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << next.Logs();
+  ExpectAnotherBrokerServes(argv, *plugin, "on the replaced socket");
 }
 
 // Case 13: something that is not a socket sits at the socket path. The broker refuses to start,
@@ -622,22 +629,7 @@ TEST_F(FaultMatrixTest, RegularFileAtTheSocketPathIsRefusedAndLeftAlone) {
   EXPECT_EQ(ReadFile(sock), content);
 
   ASSERT_EQ(unlink(sock.c_str()), 0);
-  RawBroker next(argv, plugin->dir() + "/next.log");
-  ASSERT_TRUE(next.Launch());
-  ASSERT_TRUE(next.WaitServing(seconds(10))) << next.Logs();
-  {
-    KmsClient kms(sock);
-    ASSERT_TRUE(WaitUntil(
-        [&] {
-          v2::StatusResponse s;
-          return kms.Status(&s).ok() && s.healthz() == "ok";
-        },
-        seconds(10)))
-        << next.Logs();
-    ExpectRoundTrip(kms, *plugin, "once the file is gone");
-  }
-  int status2 = next.Stop();
-  EXPECT_TRUE(WIFEXITED(status2) && WEXITSTATUS(status2) == 0) << status2 << "\n" << next.Logs();
+  ExpectAnotherBrokerServes(argv, *plugin, "once the file is gone");
 }
 
 }  // namespace

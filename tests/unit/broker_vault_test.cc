@@ -662,6 +662,22 @@ class VaultSideTest : public ::testing::Test {
     return c;
   }
 
+  // A second simulator set up for this test as the shared one is (Transit, AppRole, this test's
+  // key, policy and role); returns Config() logging in there, addresses and CA left as they are.
+  VaultConfig ConfigureAnotherVault(vt::VaultSetup& v, const std::string& secret_id_file) {
+    v.EnableTransit("transit");
+    v.EnableAppRole("approle");
+    v.CreateKey("transit", name_);
+    v.WritePolicy(name_, Policy(name_, true));
+    Json::Value role;
+    role["token_policies"].append(name_);
+    v.CreateRole("approle", name_, role);
+    VaultConfig c = Config();
+    c.role_id = v.ReadRoleId("approle", name_);
+    c.secret_id_file = dir_.Write(secret_id_file, v.NewSecretId("approle", name_));
+    return c;
+  }
+
   int64_t SimLogins() { return control_->Stats()["logins"].asInt64(); }
   int64_t SimRequests() { return control_->Stats()["total"].asInt64(); }
 
@@ -1148,16 +1164,7 @@ TEST_F(VaultSideTest, StandbyRedirectIsFollowedOnlyToHttpsAndListedPorts) {
   vt::VaultHttp active_http(active.addr(), active.ca_file());
   vt::VaultSetup a(active_http, active.root_token());
   vt::SimControl active_control(active_http, active.root_token());
-  a.EnableTransit("transit");
-  a.EnableAppRole("approle");
-  a.CreateKey("transit", name_);
-  a.WritePolicy(name_, Policy(name_, true));
-  Json::Value role;
-  role["token_policies"].append(name_);
-  a.CreateRole("approle", name_, role);
-  VaultConfig c = Config();
-  c.role_id = a.ReadRoleId("approle", name_);
-  c.secret_id_file = dir_.Write("active-secret-id", a.NewSecretId("approle", name_));
+  VaultConfig c = ConfigureAnotherVault(a, "active-secret-id");
   c.ca_file = dir_.Write("bundle.pem", ReadFile(sim_->ca_file()) + ReadFile(active.ca_file()));
   control_->Standby(active.addr());
   active_control.ResetStats();
@@ -1334,18 +1341,9 @@ TEST_F(VaultSideTest, ClientCertificateIsPresented) {
   vt::VaultHttp mtls_http(mtls.addr(), mtls.ca_file());
   mtls_http.SetClientCertificate(mtls.client_cert(), mtls.client_key());
   vt::VaultSetup m(mtls_http, mtls.root_token());
-  m.EnableTransit("transit");
-  m.EnableAppRole("approle");
-  m.CreateKey("transit", name_);
-  m.WritePolicy(name_, Policy(name_, true));
-  Json::Value role;
-  role["token_policies"].append(name_);
-  m.CreateRole("approle", name_, role);
-  VaultConfig c = Config();
+  VaultConfig c = ConfigureAnotherVault(m, "mtls-secret-id");
   c.addrs = {mtls.addr()};
   c.ca_file = mtls.ca_file();
-  c.role_id = m.ReadRoleId("approle", name_);
-  c.secret_id_file = dir_.Write("mtls-secret-id", m.NewSecretId("approle", name_));
 
   VaultBackend without(c);
   without.Start();
