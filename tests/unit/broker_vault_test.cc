@@ -662,8 +662,9 @@ class VaultSideTest : public ::testing::Test {
     return c;
   }
 
-  // A second simulator set up for this test as the shared one is (Transit, AppRole, this test's
-  // key, policy and role); returns Config() logging in there, addresses and CA left as they are.
+  // Another Vault (a second simulator, or a namespace) set up for this test as the shared one is
+  // (Transit, AppRole, this test's key, policy and role); returns Config() logging in there,
+  // with addresses, CA and namespace left for the caller.
   VaultConfig ConfigureAnotherVault(vt::VaultSetup& v, const std::string& secret_id_file) {
     v.EnableTransit("transit");
     v.EnableAppRole("approle");
@@ -1305,17 +1306,8 @@ TEST_F(VaultSideTest, StaleMetadataIsNotReady) {
 TEST_F(VaultSideTest, NamespaceIsSentAndPartOfKeyId) {
   setup_->CreateNamespace("team");
   vt::VaultSetup team(*root_http_, sim_->root_token(), "team");
-  team.EnableTransit("transit");
-  team.EnableAppRole("approle");
-  team.CreateKey("transit", name_);
-  team.WritePolicy(name_, Policy(name_, true));
-  Json::Value role;
-  role["token_policies"].append(name_);
-  team.CreateRole("approle", name_, role);
-  VaultConfig c = Config();
+  VaultConfig c = ConfigureAnotherVault(team, "team-secret-id");
   c.ns = "/team/";  // normalised: the same key_id as "team"
-  c.role_id = team.ReadRoleId("approle", name_);
-  c.secret_id_file = dir_.Write("team-secret-id", team.NewSecretId("approle", name_));
   VaultBackend b(c);
   b.Start();
   BackendHealth h = WaitHealthy(b);
