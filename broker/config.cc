@@ -107,6 +107,8 @@ const std::vector<flags::Spec>& BrokerFlagSpecs() {
        "file holding the AppRole secret-id (read at every login)"},
       {"token-file", "", "", "file holding a Vault token (--auth-method=token)"},
       {"key-refresh-interval", "", "30s", "how often key metadata is re-read from Vault"},
+      {"vault-concurrency", "", "16",
+       "Vault calls in flight at once, 1-256 (each Decrypt call carries up to 16 ciphertexts)"},
       {"metrics-listen", "", "127.0.0.1:8080", "host:port for /metrics, /healthz, /readyz"},
       {"log-level", "", "info", "debug, info, warning or error"},
       {"broker-user", "", "65532", "user[:group] the broker runs as when started as root"},
@@ -294,6 +296,15 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
             refresh_text + "\"");
   }
   v.key_refresh_interval = refresh;
+
+  unsigned long long concurrency = 0;
+  std::string concurrency_text = p.GetOr("vault-concurrency", "");
+  if (!flags::ParseUint(concurrency_text, kMaxVaultConcurrency, &concurrency) || concurrency == 0) {
+    return Fail(message, "--vault-concurrency: expected a number from 1 to " +
+                             std::to_string(kMaxVaultConcurrency) + ", got \"" + concurrency_text +
+                             "\"");
+  }
+  v.workers = static_cast<int>(concurrency);
 
   c->metrics_listen = p.GetOr("metrics-listen", "");
   {

@@ -9,6 +9,8 @@
 
 namespace vkms::broker {
 
+constexpr unsigned kMaxVaultConcurrency = 256;
+
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
 
@@ -33,7 +35,10 @@ struct VaultConfig {
   std::chrono::milliseconds key_refresh_interval{30000};
   int max_retries = 2;    // retries of 429/5xx within the caller's deadline
   int max_redirects = 2;  // 307 hops to the active node
-  int workers = 32;       // concurrent Vault calls the broker runs
+  // Vault calls the broker runs at once (--vault-concurrency): its worker threads, and the
+  // idle keep-alive connections it holds. 16 calls carry up to 256 Decrypts (batches of 16);
+  // on 2 cores, 16 gave more Decrypt throughput than 32 and 2.7 MB less RSS (README, bench).
+  int workers = 16;
 };
 
 }  // namespace vkms::broker

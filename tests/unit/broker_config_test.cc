@@ -33,6 +33,7 @@ TEST_F(BrokerConfigTest, ValidMinimalConfig) {
   EXPECT_EQ(c.vault.transit_mount, "transit");
   EXPECT_EQ(c.vault.transit_key, "kms");
   EXPECT_EQ(c.vault.key_refresh_interval, std::chrono::seconds(30));
+  EXPECT_EQ(c.vault.workers, 16);
   EXPECT_EQ(c.metrics_listen, "127.0.0.1:8080");
   EXPECT_EQ(c.broker_user.uid, 65532u);
   EXPECT_EQ(c.frontend_user.uid, 65533u);
@@ -56,6 +57,17 @@ TEST_F(BrokerConfigTest, EnvironmentFallbackAndFlagWins) {
             (std::vector<std::string>{"https://flag.example:8200", "https://b.example:8200"}));
   unsetenv("VAULT_ADDR");
   unsetenv("VAULT_NAMESPACE");
+}
+
+TEST_F(BrokerConfigTest, VaultConcurrencySetsTheWorkerCount) {
+  for (int n : {1, 64, 256}) {
+    std::vector<std::string> args = Base();
+    args.push_back("--vault-concurrency=" + std::to_string(n));
+    BrokerConfig c;
+    std::string msg;
+    ASSERT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kOk) << msg;
+    EXPECT_EQ(c.vault.workers, n);
+  }
 }
 
 TEST_F(BrokerConfigTest, AbstractSocket) {
@@ -93,6 +105,10 @@ TEST_F(BrokerConfigTest, InvalidFlagsNameTheFlag) {
       {{"--token-file=/t"}, "--token-file"},
       {{"--key-refresh-interval=10x"}, "--key-refresh-interval"},
       {{"--key-refresh-interval=100ms"}, "--key-refresh-interval"},
+      {{"--vault-concurrency=0"}, "--vault-concurrency"},
+      {{"--vault-concurrency=257"}, "--vault-concurrency"},
+      {{"--vault-concurrency=-1"}, "--vault-concurrency"},
+      {{"--vault-concurrency=many"}, "--vault-concurrency"},
       {{"--metrics-listen=8080"}, "--metrics-listen"},
       {{"--log-level=loud"}, "--log-level"},
       {{"--broker-user=no-such-user-xyz"}, "--broker-user"},
