@@ -542,12 +542,38 @@ TEST_F(PluginTest, VaultCallsRunInParallel) {
   EXPECT_LT(elapsed, milliseconds(1500)) << "Vault calls were serialised";
 }
 
+// --vault-concurrency bounds the Vault calls in flight: with 2, six 300 ms Encrypts take three
+// rounds, not one (and not six).
+TEST_F(PluginTest, VaultConcurrencyBoundsTheCallsInFlight) {
+  REQUIRE_SIM();
+  PluginOptions o = Options();
+  o.extra_flags.push_back("--vault-concurrency=2");
+  auto plugin = StartPlugin(o);
+  vault_.sim().Latency(vault_.transit_mount() + "/encrypt/", 300);
+  constexpr int kCalls = 6;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&] {
+      KmsClient kms(plugin->socket_path());
+      v2::EncryptResponse enc;
+      if (kms.Encrypt(RandomBytes(32), RandomUid(), &enc, seconds(10)).ok()) ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(ok.load(), kCalls);
+  EXPECT_GE(elapsed, milliseconds(900)) << "more than 2 Vault calls ran at once";
+  EXPECT_LT(elapsed, milliseconds(1700)) << "the 2 workers did not run in parallel";
+}
+
 // More Decrypts than workers: the ones that queue go to Vault together, as batches, and each
 // caller still gets its own plaintext, or its own error when only its ciphertext is bad.
 TEST_F(PluginTest, QueuedDecryptsShareVaultCallsAndEachGetsItsOwnAnswer) {
   REQUIRE_SIM();
   auto plugin = StartPlugin(Options());
-  constexpr int kCalls = 64;  // the broker runs 32 workers
+  constexpr int kCalls = 64;  // the broker runs 16 workers (--vault-concurrency)
   std::vector<std::string> seeds, ciphertexts;
   std::string key_id;
   {
