@@ -18,6 +18,11 @@
 // frontend <-> broker round trip to the floor: direct + plugin Status is the bound for any
 // design with the two processes this one must have. The bench prints that breakdown.
 //
+// --payload sets the plaintext size (32 bytes, a DEK seed, by default). --mix S:E:D adds, at each
+// concurrency, one run of Status, Encrypt and Decrypt in those percentages through the plugin
+// ("plugin-mix") and one of Encrypt and Decrypt in the same proportion direct ("direct-mix"),
+// printed one row per operation. Targets are judged on the single-operation runs only.
+//
 // Prints one table, writes the same figures to --out (build/bench/results.json), and checks the
 // targets of issue 7. Exit 0 when every target is met, 1 when one is missed, 2 on a bad flag,
 // 3 when the environment could not be set up.
@@ -40,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "shared/validate.h"
 #include "tests/bench/bench_util.h"
 #include "tests/bench/direct_client.h"
 #include "tests/bench/loadgen.h"
@@ -77,13 +83,36 @@ struct Flags {
   int storm = 10000;
   int storm_concurrency = 64;
   std::string out = "build/bench/results.json";
+  size_t payload = 32;  // plaintext bytes: a DEK seed
+  // --mix status:encrypt:decrypt in percent; empty = no mixed run.
+  std::vector<int> mix;
 };
 
 void Usage() {
   std::fprintf(stderr,
                "usage: vault-kms-bench [--concurrency 1,64] [--seconds 5] [--starts 5] "
                "[--settle 2]\n"
-               "  [--storm 10000] [--storm-concurrency 64] [--out build/bench/results.json]\n");
+               "  [--storm 10000] [--storm-concurrency 64] [--payload 32] [--mix S:E:D]\n"
+               "  [--out build/bench/results.json]\n"
+               "  --payload: plaintext bytes per Encrypt (1-%zu); --mix: one more run per\n"
+               "  concurrency with Status:Encrypt:Decrypt in these percentages (sum 100)\n",
+               validate::kMaxPlaintext);
+}
+
+// "10:30:60" -> {10, 30, 60}: three whole percentages that add up to 100.
+bool ParseMix(const std::string& text, std::vector<int>* mix) {
+  mix->clear();
+  std::stringstream ss(text);
+  std::string item;
+  int sum = 0;
+  while (std::getline(ss, item, ':')) {
+    char* end = nullptr;
+    long n = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || n < 0 || n > 100) return false;
+    mix->push_back(static_cast<int>(n));
+    sum += static_cast<int>(n);
+  }
+  return mix->size() == 3 && sum == 100;
 }
 
 bool ParseFlags(int argc, char** argv, Flags* f) {
@@ -92,6 +121,16 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     if (!NextFlag("vault-kms-bench", argc, argv, &i, &a, &v)) return false;
     if (a == "--out") {
       f->out = v;
+      continue;
+    }
+    if (a == "--mix") {
+      if (!ParseMix(v, &f->mix)) {
+        std::fprintf(stderr,
+                     "vault-kms-bench: bad --mix value: %s (expected status:encrypt:decrypt "
+                     "percentages adding up to 100, such as 10:30:60)\n",
+                     v.c_str());
+        return false;
+      }
       continue;
     }
     if (a == "--concurrency") {
@@ -126,6 +165,14 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
       f->storm = static_cast<int>(d);
     } else if (a == "--storm-concurrency") {
       f->storm_concurrency = static_cast<int>(d);
+    } else if (a == "--payload") {
+      if (d < 1 || d > validate::kMaxPlaintext ||
+          d != static_cast<double>(static_cast<size_t>(d))) {
+        std::fprintf(stderr, "vault-kms-bench: --payload must be a whole number from 1 to %zu\n",
+                     validate::kMaxPlaintext);
+        return false;
+      }
+      f->payload = static_cast<size_t>(d);
     } else {
       std::fprintf(stderr, "vault-kms-bench: unknown flag %s\n", a.c_str());
       return false;
@@ -203,10 +250,11 @@ Json::Value HistogramJson(const Histogram& h) {
 
 // One measured run of one operation through one path.
 struct Run {
-  std::string path;  // "plugin" or "direct"
+  std::string path;  // "plugin", "direct", "grpc-floor", "plugin-mix", ...
   Op op;
   int concurrency;
   LoadResult result;
+  bool mixed = false;  // one operation's row of a mixed run (result holds every operation)
 };
 
 Json::Value RunJson(const Run& r) {
@@ -217,22 +265,29 @@ Json::Value RunJson(const Run& r) {
   j["concurrency"] = r.concurrency;
   j["seconds"] = r.result.seconds;
   j["throughput_per_s"] = r.result.calls_by_op[i] / std::max(r.result.seconds, 1e-9);
-  j["errors"] = Json::UInt64(r.result.errors_total());
+  uint64_t errors = 0;
   Json::Value codes(Json::objectValue);
-  for (int c = 1; c < kNumCodes; ++c)
+  for (int c = 1; c < kNumCodes; ++c) {
     if (r.result.errors[i][c] > 0) codes[CodeName(c)] = Json::UInt64(r.result.errors[i][c]);
-  if (r.result.mismatches > 0) codes[CodeName(kMismatchCode)] = Json::UInt64(r.result.mismatches);
+    errors += r.result.errors[i][c];
+  }
+  const bool mismatches = r.result.mismatches > 0 && (!r.mixed || r.op == Op::kDecrypt);
+  if (mismatches) codes[CodeName(kMismatchCode)] = Json::UInt64(r.result.mismatches);
+  j["errors"] = Json::UInt64(r.mixed ? errors + (mismatches ? r.result.mismatches : 0)
+                                     : r.result.errors_total());
+  j["mixed"] = r.mixed;
   j["errors_by_code"] = codes;
   return j;
 }
 
-std::string ErrorsText(const LoadResult& r) {
+// Errors of every operation in the run, or of `only_op` (a row of a mixed run).
+std::string ErrorsText(const LoadResult& r, int only_op = -1) {
   std::string s;
   for (int i = 0; i < kNumOps; ++i)
     for (int c = 1; c < kNumCodes; ++c)
-      if (r.errors[i][c] > 0)
+      if ((only_op < 0 || i == only_op) && r.errors[i][c] > 0)
         s += std::string(s.empty() ? "" : ",") + CodeName(c) + ":" + std::to_string(r.errors[i][c]);
-  if (r.mismatches > 0)
+  if (r.mismatches > 0 && (only_op < 0 || only_op == static_cast<int>(Op::kDecrypt)))
     s += std::string(s.empty() ? "" : ",") + "MISMATCH:" + std::to_string(r.mismatches);
   return s.empty() ? "0" : s;
 }
@@ -245,7 +300,7 @@ void PrintRun(const Run& r) {
               r.result.calls_by_op[i] / std::max(r.result.seconds, 1e-9),
               FormatUs(h.Percentile(50)).c_str(), FormatUs(h.Percentile(90)).c_str(),
               FormatUs(h.Percentile(99)).c_str(), FormatUs(h.max()).c_str(),
-              ErrorsText(r.result).c_str());
+              ErrorsText(r.result, r.mixed ? i : -1).c_str());
   std::fflush(stdout);
 }
 
@@ -269,6 +324,12 @@ int Main(int argc, char** argv) {
   Json::Value out(Json::objectValue);
   out["machine"]["cpus"] = static_cast<int>(std::thread::hardware_concurrency());
   out["vault"] = vault.is_sim() ? "simulator (same machine)" : "real Vault";
+  out["payload_bytes"] = Json::UInt64(f.payload);
+  if (!f.mix.empty()) {
+    out["mix_pct"]["status"] = f.mix[0];
+    out["mix_pct"]["encrypt"] = f.mix[1];
+    out["mix_pct"]["decrypt"] = f.mix[2];
+  }
   std::printf("vault-kms-bench: %u CPUs, %s at %s\n", std::thread::hardware_concurrency(),
               vault.is_sim() ? "simulator" : "Vault", vault.addr().c_str());
 
@@ -384,18 +445,23 @@ int Main(int argc, char** argv) {
 
   // ---- 3. per-operation runs ----
   RssPeak peak(broker_pid, frontend_pid);
-  auto run = [&](const std::string& path, Op op, int conc, double secs) {
+  auto load = [&](const std::string& path, int status_pct, int encrypt_pct, int conc, double secs) {
     LoadOptions lo;
     lo.socket = path == "grpc-floor" ? floor_socket : plugin->socket_path();
     lo.threads = conc;
     lo.channels = std::min(conc, 4);
-    lo.status_pct = op == Op::kStatus ? 100 : 0;
-    lo.encrypt_pct = op == Op::kEncrypt ? 100 : 0;
+    lo.status_pct = status_pct;
+    lo.encrypt_pct = encrypt_pct;
+    lo.plaintext_bytes = f.payload;
     lo.max_calls = UINT64_MAX;
     lo.max_duration = std::chrono::duration_cast<milliseconds>(std::chrono::duration<double>(secs));
     if (path == "direct") lo.client = [&](int) { return NewDirectClient(direct); };
     LoadGenerator gen(lo);
-    return Run{path, op, conc, gen.Run()};
+    return gen.Run();
+  };
+  auto run = [&](const std::string& path, Op op, int conc, double secs) {
+    return Run{path, op, conc,
+               load(path, op == Op::kStatus ? 100 : 0, op == Op::kEncrypt ? 100 : 0, conc, secs)};
   };
   std::printf("\n  %-7s %-7s %5s %9s %9s %9s %9s %9s %9s  %s\n", "path", "op", "conc", "calls",
               "calls/s", "p50", "p90", "p99", "max", "errors");
@@ -413,6 +479,21 @@ int Main(int argc, char** argv) {
       if (op == Op::kStatus) continue;  // Status never calls Vault: nothing to compare with
       runs.push_back(run("direct", op, conc, f.seconds));
       PrintRun(runs.back());
+    }
+    if (f.mix.empty()) continue;
+    // The mix through the plugin, then direct with Status left out (it is not a Vault call) and
+    // Encrypt and Decrypt in the same proportion. One row per operation of each run.
+    const int e = f.mix[1], d = f.mix[2];
+    for (const std::string path : {"plugin", "direct"}) {
+      const bool direct_path = path == "direct";
+      if (direct_path && e + d == 0) continue;
+      LoadResult r = direct_path ? load(path, 0, e * 100 / (e + d), conc, f.seconds)
+                                 : load(path, f.mix[0], e, conc, f.seconds);
+      for (Op op : {Op::kStatus, Op::kEncrypt, Op::kDecrypt}) {
+        if (r.calls_by_op[static_cast<int>(op)] == 0) continue;
+        runs.push_back(Run{path + "-mix", op, conc, r, true});
+        PrintRun(runs.back());
+      }
     }
   }
 
@@ -432,7 +513,7 @@ int Main(int argc, char** argv) {
         testing::KmsClient kms(plugin->socket_path());
         for (size_t i = next++; i < inputs->size(); i = next++) {
           Sealed& s = (*inputs)[i];
-          s.plaintext = testing::RandomBytes(32);
+          s.plaintext = testing::RandomBytes(f.payload);
           v2::EncryptResponse resp;
           if (!kms.Encrypt(s.plaintext, testing::RandomUid(), &resp, seconds(10)).ok()) {
             ++failed;
@@ -574,7 +655,8 @@ int Main(int argc, char** argv) {
     // frontend <-> broker round trip (plugin Status, which the broker answers at once, less
     // the floor), and what is left: the broker's hand-off to a worker and its own work around
     // the Vault call (plugin less direct less plugin Status).
-    const Run* st = find("plugin", Op::kStatus, lat_conc);
+    // Only one call at a time adds up this way: with several, the parts overlap.
+    const Run* st = lat_conc == 1 ? find("plugin", Op::kStatus, lat_conc) : nullptr;
     for (Op op : {Op::kEncrypt, Op::kDecrypt}) {
       const Run* d = find("direct", op, lat_conc);
       const Run* p = find("plugin", op, lat_conc);
