@@ -92,22 +92,8 @@ class RawBroker {
   RawBroker& operator=(const RawBroker&) = delete;
 
   bool Launch() {
-    int logfd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (logfd < 0) return false;
-    std::vector<char*> argv;
-    for (auto& a : argv_) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(logfd, STDOUT_FILENO);
-      dup2(logfd, STDERR_FILENO);
-      int devnull = open("/dev/null", O_RDONLY);
-      dup2(devnull, STDIN_FILENO);
-      char* envp[] = {nullptr};
-      execve(argv[0], argv.data(), envp);
-      _exit(127);
-    }
-    close(logfd);
+    std::string error;
+    pid_ = SpawnLogged(argv_, log_path_, &error);
     return pid_ > 0;
   }
   // Waits for the broker to exit; the wait status, or -1 on timeout.

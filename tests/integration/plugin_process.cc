@@ -99,31 +99,9 @@ bool PluginProcess::Start(std::string* error) {
   }
   for (const auto& f : options_.extra_flags) args.push_back(f);
 
-  int logfd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (logfd < 0) {
-    *error = "cannot create the log file";
-    return false;
-  }
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
   launched_at_ = std::chrono::steady_clock::now();
-  pid_ = fork();
-  if (pid_ == 0) {
-    dup2(logfd, STDOUT_FILENO);
-    dup2(logfd, STDERR_FILENO);
-    int devnull = open("/dev/null", O_RDONLY);
-    dup2(devnull, STDIN_FILENO);
-    // A clean environment: no VAULT_* from the developer's shell leaks into the test.
-    char* envp[] = {nullptr};
-    execve(argv[0], argv.data(), envp);
-    _exit(127);
-  }
-  close(logfd);
-  if (pid_ < 0) {
-    *error = "fork failed";
-    return false;
-  }
+  pid_ = SpawnLogged(args, log_path_, error);
+  if (pid_ < 0) return false;
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < until) {
     if (WaitExit(std::chrono::milliseconds(0)) != -1) {
@@ -238,23 +216,46 @@ std::string PluginProcess::Logs() const {
   return ReadFile(log_path_);
 }
 
-Captured RunCaptured(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
-  Captured c;
-  char out_tmpl[] = "/tmp/vkms-out-XXXXXX";
-  char err_tmpl[] = "/tmp/vkms-err-XXXXXX";
-  int out = mkstemp(out_tmpl), err = mkstemp(err_tmpl);
+pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin) {
   std::vector<std::string> copy = args;
   std::vector<char*> argv;
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
-    dup2(out, STDOUT_FILENO);
-    dup2(err, STDERR_FILENO);
+    dup2(out_fd, STDOUT_FILENO);
+    dup2(err_fd, STDERR_FILENO);
+    if (null_stdin) {
+      int devnull = open("/dev/null", O_RDONLY);
+      dup2(devnull, STDIN_FILENO);
+    }
+    // A clean environment: no VAULT_* from the developer's shell leaks into the test.
     char* envp[] = {nullptr};
     execve(argv[0], argv.data(), envp);
     _exit(127);
   }
+  return pid;
+}
+
+pid_t SpawnLogged(const std::vector<std::string>& args, const std::string& log_path,
+                  std::string* error) {
+  int logfd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (logfd < 0) {
+    *error = "cannot create the log file";
+    return -1;
+  }
+  pid_t pid = SpawnClean(args, logfd, logfd, true);
+  close(logfd);
+  if (pid < 0) *error = "fork failed";
+  return pid;
+}
+
+Captured RunCaptured(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  Captured c;
+  char out_tmpl[] = "/tmp/vkms-out-XXXXXX";
+  char err_tmpl[] = "/tmp/vkms-err-XXXXXX";
+  int out = mkstemp(out_tmpl), err = mkstemp(err_tmpl);
+  pid_t pid = SpawnClean(args, out, err, false);
   auto until = std::chrono::steady_clock::now() + timeout;
   while (waitpid(pid, &c.status, WNOHANG) != pid) {
     if (std::chrono::steady_clock::now() > until) {

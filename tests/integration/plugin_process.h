@@ -85,6 +85,14 @@ class PluginProcess {
 // The build directory (where vault-kms-broker and vaultsim live).
 std::string BuildDir();
 
+// Forks and runs args[0] with args and an empty environment, stdout to out_fd and stderr to
+// err_fd, stdin from /dev/null when null_stdin. Returns the child's pid, or -1 if fork failed.
+pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin);
+// SpawnClean with stdout and stderr both written to log_path (created or truncated) and stdin
+// from /dev/null. Returns the pid, or -1 with a short reason in *error.
+pid_t SpawnLogged(const std::vector<std::string>& args, const std::string& log_path,
+                  std::string* error);
+
 // What a finished child left: its wait status and what it wrote.
 struct Captured {
   int status = -1;
