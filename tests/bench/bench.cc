@@ -99,19 +99,31 @@ void Usage() {
                validate::kMaxPlaintext);
 }
 
-// "10:30:60" -> {10, 30, 60}: three whole percentages that add up to 100.
-bool ParseMix(const std::string& text, std::vector<int>* mix) {
-  mix->clear();
+// "1,64" with sep ',' -> {1, 64}: whole numbers from lo to hi. On failure, *bad is the item
+// that is not one of them.
+bool ParseIntList(const std::string& text, char sep, long lo, long hi, std::vector<int>* out,
+                  std::string* bad) {
+  out->clear();
   std::stringstream ss(text);
   std::string item;
-  int sum = 0;
-  while (std::getline(ss, item, ':')) {
+  while (std::getline(ss, item, sep)) {
     char* end = nullptr;
     long n = std::strtol(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || n < 0 || n > 100) return false;
-    mix->push_back(static_cast<int>(n));
-    sum += static_cast<int>(n);
+    if (item.empty() || *end != '\0' || n < lo || n > hi) {
+      *bad = item;
+      return false;
+    }
+    out->push_back(static_cast<int>(n));
   }
+  return true;
+}
+
+// "10:30:60" -> {10, 30, 60}: three whole percentages that add up to 100.
+bool ParseMix(const std::string& text, std::vector<int>* mix) {
+  std::string bad;
+  if (!ParseIntList(text, ':', 0, 100, mix, &bad)) return false;
+  int sum = 0;
+  for (int n : *mix) sum += n;
   return mix->size() == 3 && sum == 100;
 }
 
@@ -134,17 +146,10 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
       continue;
     }
     if (a == "--concurrency") {
-      f->concurrency.clear();
-      std::stringstream ss(v);
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        char* end = nullptr;
-        long n = std::strtol(item.c_str(), &end, 10);
-        if (item.empty() || *end != '\0' || n < 1 || n > 1024) {
-          std::fprintf(stderr, "vault-kms-bench: bad --concurrency value: %s\n", item.c_str());
-          return false;
-        }
-        f->concurrency.push_back(static_cast<int>(n));
+      std::string bad;
+      if (!ParseIntList(v, ',', 1, 1024, &f->concurrency, &bad)) {
+        std::fprintf(stderr, "vault-kms-bench: bad --concurrency value: %s\n", bad.c_str());
+        return false;
       }
       if (f->concurrency.empty()) return false;
       continue;
