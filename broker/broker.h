@@ -14,7 +14,7 @@
 #include <string>
 
 #include "broker.pb.h"
-#include "broker/vault_backend.h"
+#include "broker/vault/backend.h"
 #include "broker/worker_pool.h"
 #include "shared/ipc.h"
 

@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "broker/base64.h"
-#include "broker/key_cache.h"
-#include "broker/token_manager.h"
-#include "broker/vault_http.h"
+#include "broker/vault/base64.h"
+#include "broker/vault/http.h"
+#include "broker/vault/key_cache.h"
+#include "broker/vault/token_manager.h"
 #include "shared/secret.h"
 
 namespace vkms::broker {
@@ -88,7 +88,8 @@ std::string HttpReason(const VaultResponse& r) {
   return r.error.empty() ? s : s + ": " + r.error;
 }
 
-// VaultHttp's transport reasons for certificate/handshake problems (vault_http.cc CurlReason).
+// VaultHttp's transport reasons for certificate/handshake problems (broker/vault/http.cc
+// CurlReason).
 bool IsTlsError(const VaultResponse& r) {
   if (r.transport == Code::kOk) return false;
   for (const char* w : {"TLS", "certificate", "CA certificates"}) {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "broker/vault_config.h"
+#include "broker/vault/config.h"
 #include "shared/flags.h"
 
 namespace vkms::broker {

@@ -8,7 +8,7 @@
 
 #include <set>
 
-#include "broker/vault_http.h"
+#include "broker/vault/http.h"
 #include "seccomp/broker_policy.h"
 #include "shared/hardening.h"
 #include "shared/log.h"

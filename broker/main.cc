@@ -21,7 +21,7 @@
 #include "broker/listen_socket.h"
 #include "broker/lockdown.h"
 #include "broker/spawn.h"
-#include "broker/vault_backend.h"
+#include "broker/vault/backend.h"
 #include "broker/worker_pool.h"
 #include "shared/hardening.h"
 #include "shared/log.h"

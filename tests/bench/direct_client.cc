@@ -4,7 +4,7 @@
 #include <json/reader.h>
 #include <json/value.h>
 
-#include "broker/base64.h"
+#include "broker/vault/base64.h"
 
 namespace vkms::bench {
 namespace {

@@ -16,7 +16,7 @@
 
 #include "broker.pb.h"
 #include "broker/broker.h"
-#include "broker/vault_backend.h"
+#include "broker/vault/backend.h"
 #include "broker/worker_pool.h"
 #include "shared/ipc.h"
 #include "shared/log.h"

@@ -1,4 +1,4 @@
-// Parses a fuzz input as JSON with the broker's reader settings (broker/vault_http.cc):
+// Parses a fuzz input as JSON with the broker's reader settings (broker/vault/http.cc):
 // false when it is not JSON, which the targets skip.
 #pragma once
 

@@ -1,5 +1,5 @@
 // Vault's answers to a login, lookup-self and renew-self, as the token manager reads them
-// (broker/auth_answer.cc). Whatever the answer, the reader must not crash, must keep every
+// (broker/vault/auth_answer.cc). Whatever the answer, the reader must not crash, must keep every
 // duration within [0, kMaxLeaseSeconds] (the token manager adds them to steady_clock time
 // points), must return a token exactly when a login succeeds, and must leave no token-bearing
 // string in the parsed answer.
@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "broker/auth_answer.h"
+#include "broker/vault/auth_answer.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/fuzz/fuzz_json.h"
 

@@ -1,12 +1,12 @@
 // validate::VaultCiphertext against an independent model of Vault transit ciphertext, and
-// broker/base64.h on the same bytes. The broker trusts this check to keep malformed
+// broker/vault/base64.h on the same bytes. The broker trusts this check to keep malformed
 // ciphertext from a possibly compromised frontend away from Vault.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-#include "broker/base64.h"
+#include "broker/vault/base64.h"
 #include "shared/validate.h"
 #include "tests/fuzz/fuzz_check.h"
 

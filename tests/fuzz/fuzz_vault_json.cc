@@ -1,4 +1,4 @@
-// Vault's JSON answers as the broker parses them (broker/vault_http.cc's reader settings):
+// Vault's JSON answers as the broker parses them (broker/vault/http.cc's reader settings):
 // KeyCache::ParseKeyMetadata on a keys/<name> answer, SafeVaultErrors on an error body, and
 // ReadDecryptBatchAnswer on a batch decrypt answer.
 // Vault is reached over TLS but is not trusted to be well-formed: neither may crash, and what
@@ -10,10 +10,10 @@
 #include <memory>
 #include <string>
 
-#include "broker/key_cache.h"
-#include "broker/vault_backend.h"
-#include "broker/vault_backend_internal.h"
-#include "broker/vault_http.h"
+#include "broker/vault/backend.h"
+#include "broker/vault/backend_internal.h"
+#include "broker/vault/http.h"
+#include "broker/vault/key_cache.h"
 #include "shared/validate.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/fuzz/fuzz_json.h"

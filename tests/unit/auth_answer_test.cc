@@ -1,6 +1,6 @@
-// broker/auth_answer.cc: what the token manager reads from Vault's login, lookup-self and
+// broker/vault/auth_answer.cc: what the token manager reads from Vault's login, lookup-self and
 // renew-self answers, and that it leaves no token behind in the parsed answer.
-#include "broker/auth_answer.h"
+#include "broker/vault/auth_answer.h"
 
 #include <gtest/gtest.h>
 #include <json/reader.h>

@@ -21,12 +21,12 @@
 #include <thread>
 #include <vector>
 
-#include "broker/base64.h"
-#include "broker/key_cache.h"
-#include "broker/token_manager.h"
-#include "broker/vault_backend.h"
-#include "broker/vault_backend_internal.h"
-#include "broker/vault_http.h"
+#include "broker/vault/backend.h"
+#include "broker/vault/backend_internal.h"
+#include "broker/vault/base64.h"
+#include "broker/vault/http.h"
+#include "broker/vault/key_cache.h"
+#include "broker/vault/token_manager.h"
 #include "shared/log.h"
 #include "sim_process.h"
 #include "vault_setup.h"

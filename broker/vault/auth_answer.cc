@@ -1,8 +1,8 @@
-#include "broker/auth_answer.h"
+#include "broker/vault/auth_answer.h"
 
 #include <algorithm>
 
-#include "broker/vault_http.h"
+#include "broker/vault/http.h"
 
 namespace vkms::broker {
 namespace {

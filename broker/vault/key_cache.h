@@ -19,8 +19,8 @@
 #include <string>
 #include <thread>
 
-#include "broker/token_manager.h"
-#include "broker/vault_config.h"
+#include "broker/vault/config.h"
+#include "broker/vault/token_manager.h"
 #include "shared/status.h"
 
 namespace vkms::broker {

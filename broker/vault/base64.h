@@ -1,7 +1,7 @@
 // Standard padded base64 (RFC 4648 section 4), the encoding Vault Transit uses for plaintext
 // and inside "vault:vN:" ciphertext. Broker-internal: the frontend never needs base64.
 //
-// Callers: vault_backend.cc. Both functions work on arbitrary bytes and never log; callers
+// Callers: broker/vault/backend.cc. Both functions work on arbitrary bytes and never log; callers
 // holding secrets wipe the outputs themselves.
 #pragma once
 

@@ -1,8 +1,8 @@
-#include "broker/token_manager.h"
+#include "broker/vault/token_manager.h"
 
 #include <algorithm>
 
-#include "broker/auth_answer.h"
+#include "broker/vault/auth_answer.h"
 #include "shared/log.h"
 
 namespace vkms::broker {

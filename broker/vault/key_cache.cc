@@ -1,4 +1,4 @@
-#include "broker/key_cache.h"
+#include "broker/vault/key_cache.h"
 
 #include <openssl/evp.h>
 
@@ -7,7 +7,7 @@
 #include <ctime>
 #include <set>
 
-#include "broker/vault_backend.h"
+#include "broker/vault/backend.h"
 #include "shared/log.h"
 
 namespace vkms::broker {

@@ -1,11 +1,11 @@
-// Pieces of vault_backend.cc exposed for unit tests only; nothing else includes this.
+// Pieces of broker/vault/backend.cc exposed for unit tests only; nothing else includes this.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "broker/vault_backend.h"
-#include "broker/vault_http.h"
+#include "broker/vault/backend.h"
+#include "broker/vault/http.h"
 #include "shared/status.h"
 
 namespace vkms::broker {

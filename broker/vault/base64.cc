@@ -1,4 +1,4 @@
-#include "broker/base64.h"
+#include "broker/vault/base64.h"
 
 #include <openssl/evp.h>
 

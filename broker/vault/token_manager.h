@@ -22,8 +22,8 @@
 #include <string_view>
 #include <thread>
 
-#include "broker/vault_config.h"
-#include "broker/vault_http.h"
+#include "broker/vault/config.h"
+#include "broker/vault/http.h"
 #include "shared/secret.h"
 #include "shared/status.h"
 

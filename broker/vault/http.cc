@@ -1,4 +1,4 @@
-#include "broker/vault_http.h"
+#include "broker/vault/http.h"
 
 #include <curl/curl.h>
 #include <json/reader.h>

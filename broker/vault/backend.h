@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "broker/vault_config.h"
+#include "broker/vault/config.h"
 #include "shared/status.h"
 #include "shared/vault_metrics.h"
 
