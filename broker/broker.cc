@@ -1,5 +1,7 @@
 #include "broker/broker.h"
 
+#include <sys/epoll.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -9,11 +11,6 @@
 
 namespace vkms::broker {
 namespace {
-
-// Replies answered on the main thread never wait for room in the socket: the main loop must
-// keep reading and seeing signals even if the frontend stops reading. A frontend that does not
-// read its replies loses them (its own callers time out).
-constexpr auto kInlineSendBudget = std::chrono::milliseconds(0);
 
 // Refusals are worth a warning (a sound frontend validates first), but a flood of them must
 // not flood the log: at most this many lines per second, then one summary.
@@ -41,33 +38,86 @@ Status CheckNothing(const ipc::Request&) {
   return Status::Ok();
 }
 
+const Status kExpired(Code::kDeadlineExceeded,
+                      "deadline expired before the broker started the call");
+
 }  // namespace
 
 // The whole IPC surface of the broker. Nothing else can be asked of it. Each row's check runs
-// on the main thread before anything is queued, so a refused request costs no worker and no
-// queue memory, and the handlers only ever see values within the KMS v2 limits.
-const Broker::Entry Broker::kDispatch[] = {
-    {ipc::Request::kEncrypt, "Encrypt", true, &CheckEncrypt, &Broker::HandleEncrypt},
-    // No handler: Decrypts are queued together and sent as batches (RunDecrypts).
-    {ipc::Request::kDecrypt, "Decrypt", true, &CheckDecrypt, nullptr},
-    {ipc::Request::kStatus, "Status", false, &CheckNothing, &Broker::HandleStatus},
-    {ipc::Request::kStats, "Stats", false, &CheckNothing, &Broker::HandleStats},
+// before anything is queued, so a refused request costs no queue memory and no Vault call, and
+// the handlers only ever see values within the KMS v2 limits.
+const Broker::Entry Broker::kDispatch[kOps] = {
+    {ipc::Request::kEncrypt, "Encrypt", &CheckEncrypt, nullptr, &Broker::HandleEncrypt},
+    {ipc::Request::kDecrypt, "Decrypt", &CheckDecrypt, nullptr, &Broker::HandleDecrypt},
+    {ipc::Request::kStatus, "Status", &CheckNothing, &Broker::HandleStatus, nullptr},
+    {ipc::Request::kStats, "Stats", &CheckNothing, &Broker::HandleStats, nullptr},
+};
+
+// Queued requests of one operation, sent to Vault as one call.
+struct Broker::Batch {
+  const Entry* entry = nullptr;
+  std::vector<Pending> requests;
+  Clock::time_point start;
+  bool called_vault = false;
+  std::vector<VaultBackend::EncryptItem> encrypts;
+  std::vector<VaultBackend::DecryptItem> decrypts;
+  std::vector<size_t> item_of;  // item k answers requests[item_of[k]]
+
+  ~Batch() {
+    for (auto& item : decrypts) WipeString(&item.plaintext);
+  }
 };
 
 std::vector<Broker::TableRow> Broker::MessageTable() {
   std::vector<TableRow> rows;
-  for (const auto& e : kDispatch) rows.push_back({e.name, e.calls_vault});
+  for (const auto& e : kDispatch) rows.push_back({e.name, e.send != nullptr});
   return rows;
 }
 
-Broker::Broker(VaultBackend* backend, WorkerPool* pool, int ipc_fd)
-    : backend_(backend), pool_(pool), ipc_fd_(ipc_fd) {}
+Broker::Broker(VaultBackend* backend, EventLoop* loop, int ipc_fd, Limits limits)
+    : backend_(backend), loop_(loop), ipc_fd_(ipc_fd), limits_(limits) {}
 
-ipc::RecvStatus Broker::ReceiveOne(std::string* error) {
+Broker::~Broker() {
+  if (watch_ != nullptr) loop_->RemoveFd(watch_);
+  for (Unsent& u : outbox_) WipeString(&u.frame);
+}
+
+bool Broker::Start(EndFn on_end) {
+  on_end_ = std::move(on_end);
+  reading_ = true;
+  UpdateWatch();
+  return watch_ != nullptr;
+}
+
+void Broker::StopReading() {
+  reading_ = false;
+  UpdateWatch();
+}
+
+void Broker::UpdateWatch() {
+  uint32_t events = (reading_ ? EPOLLIN : 0u) | (outbox_.empty() ? 0u : EPOLLOUT);
+  if (events == 0) {
+    // Not merely no events: a closed peer would still report EPOLLHUP, over and over.
+    loop_->RemoveFd(watch_);
+    watch_ = nullptr;
+  } else if (watch_ == nullptr) {
+    watch_ = loop_->AddFd(ipc_fd_, events, [this](uint32_t ev) { OnReady(ev); });
+  } else if (events != watch_events_) {
+    loop_->ModifyFd(watch_, events);
+  }
+  watch_events_ = events;
+}
+
+void Broker::OnReady(uint32_t events) {
+  if (!outbox_.empty() && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) FlushOutbox();
+  if (!reading_ || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
   ipc::Request req;
-  ipc::RecvStatus st = ipc::Recv(ipc_fd_, &req, error);
-  if (st != ipc::RecvStatus::kOk) return st;
-  return Dispatch(req, error) ? ipc::RecvStatus::kOk : ipc::RecvStatus::kProtocolError;
+  std::string error;
+  ipc::RecvStatus st = ipc::Recv(ipc_fd_, &req, &error);
+  if (st == ipc::RecvStatus::kOk && !Dispatch(req, &error)) st = ipc::RecvStatus::kProtocolError;
+  if (st == ipc::RecvStatus::kOk) return;
+  StopReading();
+  if (on_end_) on_end_(st, error);
 }
 
 bool Broker::Dispatch(const ipc::Request& req, std::string* error) {
@@ -83,131 +133,160 @@ bool Broker::Dispatch(const ipc::Request& req, std::string* error) {
     *error = "request uid longer than " + std::to_string(kMaxUid) + " bytes";
     return false;
   }
-  const Entry* entry = nullptr;
-  for (const auto& e : kDispatch) {
-    if (e.op == req.op_case()) entry = &e;
+  size_t row = kOps;
+  for (size_t i = 0; i < kOps; ++i) {
+    if (kDispatch[i].op == req.op_case()) row = i;
   }
-  if (entry == nullptr) {
+  if (row == kOps) {
     *error = "request with no known operation";
     return false;
   }
+  const Entry& entry = kDispatch[row];
   ++requests_;
-  Deadline deadline = Clock::now() + std::chrono::milliseconds(req.timeout_ms());
-  if (!entry->calls_vault) {
-    Run(*entry, req, deadline);
+  const Clock::time_point now = Clock::now();
+  const Deadline deadline = now + std::chrono::milliseconds(req.timeout_ms());
+  if (entry.answer != nullptr) {
+    ipc::Reply reply;
+    reply.set_id(req.id());
+    (this->*entry.answer)(req, &reply);
+    Finish(entry, req, now, deadline, &reply);
     return true;
   }
-  Status refused = entry->check(req);
-  if (refused.ok()) {
-    bool queued = entry->op == ipc::Request::kDecrypt
-                      ? QueueDecrypt(req, deadline)
-                      : pool_->Submit([this, entry, req, deadline] { Run(*entry, req, deadline); });
-    if (!queued) refused = Status(Code::kResourceExhausted, "broker is overloaded; retry later");
+  Status refused = entry.check(req);
+  if (refused.ok() && queued_ >= limits_.max_queued) {
+    refused = Status(Code::kResourceExhausted, "broker is overloaded; retry later");
   }
   if (!refused.ok()) {
     ipc::Reply reply;
     reply.set_id(req.id());
     SetError(&reply, refused);
-    SendReply(reply, std::min(deadline, Clock::now() + kInlineSendBudget));
-    LogRefusal(entry->name, req, refused);
+    SendReply(reply, deadline);
+    LogRefusal(entry.name, req, refused);
+    return true;
   }
+  queues_[row].push_back({req, deadline, now});
+  ++queued_;
+  Pump();
   return true;
 }
 
-void Broker::Run(const Entry& entry, const ipc::Request& req, Deadline deadline) {
-  auto start = Clock::now();
-  ipc::Reply reply;
-  reply.set_id(req.id());
-  if (start >= deadline) {
-    SetError(&reply, Status(Code::kDeadlineExceeded,
-                            "deadline expired before the broker started the call"));
-  } else {
-    (this->*entry.handler)(req, deadline, &reply);
+void Broker::Pump() {
+  if (pumping_) return;  // a batch finished inside the loop below: the loop goes on
+  pumping_ = true;
+  while (calls_ < limits_.max_in_flight && queued_ > 0) {
+    // The operation whose oldest request has waited longest goes next.
+    size_t row = kOps;
+    for (size_t i = 0; i < kOps; ++i) {
+      if (queues_[i].empty()) continue;
+      if (row == kOps || queues_[i].front().received < queues_[row].front().received) row = i;
+    }
+    std::deque<Pending>& q = queues_[row];
+    // What waits is spread over the free slots: a lone request goes alone at once, a burst in
+    // as few calls as there are free slots, each of at most kMaxBatch items.
+    const size_t free = limits_.max_in_flight - calls_;
+    const size_t take = std::min(
+        {VaultBackend::kMaxBatch, q.size(), std::max<size_t>(1, (q.size() + free - 1) / free)});
+    auto* batch = new Batch;
+    batch->entry = &kDispatch[row];
+    batch->start = Clock::now();
+    batch->requests.reserve(take);
+    for (size_t i = 0; i < take; ++i) {
+      batch->requests.push_back(std::move(q.front()));
+      q.pop_front();
+    }
+    queued_ -= take;
+    in_vault_ += take;
+    (this->*batch->entry->send)(batch);
   }
-  Finish(entry, req, start, deadline, &reply);
+  pumping_ = false;
 }
 
-bool Broker::QueueDecrypt(const ipc::Request& req, Deadline deadline) {
-  bool submit = false;
-  {
-    std::lock_guard<std::mutex> lock(decrypts_mu_);
-    if (decrypts_.size() >= kMaxQueuedDecrypts) return false;
-    decrypts_.push_back({req, deadline});
-    // A task not yet started takes up to a full batch when it starts: wake another worker only
-    // when the queue holds more than the tasks already on their way can take.
-    if (decrypts_.size() > decrypt_tasks_ * VaultBackend::kMaxDecryptBatch) {
-      ++decrypt_tasks_;
-      submit = true;
-    }
+void Broker::HandleEncrypt(Batch* b) {
+  Deadline latest = b->start;
+  for (size_t i = 0; i < b->requests.size(); ++i) {
+    if (b->start >= b->requests[i].deadline) continue;
+    VaultBackend::EncryptItem item;
+    item.plaintext = b->requests[i].req.encrypt().plaintext();
+    b->encrypts.push_back(std::move(item));
+    b->item_of.push_back(i);
+    latest = std::max(latest, b->requests[i].deadline);
   }
-  if (!submit || pool_->Submit([this] { RunDecrypts(); })) return true;
-  // The pool is full: take the request back. The tasks already submitted cover the requests
-  // queued before it and cannot reach it (it lies past what they may take), so it is still
-  // last; the check is only a guard.
-  std::lock_guard<std::mutex> lock(decrypts_mu_);
-  --decrypt_tasks_;
-  if (decrypts_.empty() || decrypts_.back().req.id() != req.id()) return true;
-  decrypts_.pop_back();
-  return false;
-}
-
-void Broker::RunDecrypts() {
-  static const Entry& kEntry =
-      *std::find_if(std::begin(kDispatch), std::end(kDispatch),
-                    [](const Entry& e) { return e.op == ipc::Request::kDecrypt; });
-  std::vector<PendingDecrypt> batch;
-  {
-    std::lock_guard<std::mutex> lock(decrypts_mu_);
-    --decrypt_tasks_;
-    while (!decrypts_.empty() && batch.size() < VaultBackend::kMaxDecryptBatch) {
-      batch.push_back(std::move(decrypts_.front()));
-      decrypts_.pop_front();
+  auto done = [this, b] {
+    std::vector<ipc::Reply> replies(b->requests.size());
+    for (size_t k = 0; k < b->encrypts.size(); ++k) {
+      VaultBackend::EncryptItem& item = b->encrypts[k];
+      ipc::Reply& reply = replies[b->item_of[k]];
+      if (!item.status.ok()) {
+        SetError(&reply, item.status);
+        continue;
+      }
+      reply.mutable_encrypt()->set_ciphertext(std::move(item.ciphertext));
+      reply.mutable_encrypt()->set_key_id(std::move(item.key_id));
     }
-  }
-  if (batch.empty()) return;
-  auto start = Clock::now();
-  std::vector<ipc::Reply> replies(batch.size());
-  std::vector<VaultBackend::DecryptItem> items;
-  std::vector<size_t> item_of;  // items[k] answers batch[item_of[k]]
-  Deadline latest = start;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    replies[i].set_id(batch[i].req.id());
-    if (start >= batch[i].deadline) {
-      SetError(&replies[i], Status(Code::kDeadlineExceeded,
-                                   "deadline expired before the broker started the call"));
-      continue;
-    }
-    items.push_back({batch[i].req.decrypt().ciphertext(), {}, Status::Ok()});
-    item_of.push_back(i);
-    latest = std::max(latest, batch[i].deadline);
-  }
+    BatchDone(b, &replies);
+  };
+  if (b->encrypts.empty()) return done();
+  b->called_vault = true;
+  ++calls_;
   // The call may run until the latest deadline: a caller whose own deadline passes first has
-  // stopped waiting (the frontend answers it), and the others still get their plaintext.
-  if (!items.empty()) backend_->DecryptBatch(&items, latest);
-  for (size_t k = 0; k < items.size(); ++k) {
-    ipc::Reply& reply = replies[item_of[k]];
-    if (items[k].status.ok()) {
-      reply.mutable_decrypt()->set_plaintext(std::move(items[k].plaintext));
-    } else {
-      SetError(&reply, items[k].status);
+  // stopped waiting (the frontend answers it), and the others still get their answer.
+  backend_->EncryptBatch(&b->encrypts, latest, done);
+}
+
+void Broker::HandleDecrypt(Batch* b) {
+  Deadline latest = b->start;
+  for (size_t i = 0; i < b->requests.size(); ++i) {
+    if (b->start >= b->requests[i].deadline) continue;
+    VaultBackend::DecryptItem item;
+    item.ciphertext = b->requests[i].req.decrypt().ciphertext();
+    b->decrypts.push_back(std::move(item));
+    b->item_of.push_back(i);
+    latest = std::max(latest, b->requests[i].deadline);
+  }
+  auto done = [this, b] {
+    std::vector<ipc::Reply> replies(b->requests.size());
+    for (size_t k = 0; k < b->decrypts.size(); ++k) {
+      VaultBackend::DecryptItem& item = b->decrypts[k];
+      ipc::Reply& reply = replies[b->item_of[k]];
+      if (!item.status.ok()) {
+        SetError(&reply, item.status);
+        continue;
+      }
+      reply.mutable_decrypt()->set_plaintext(std::move(item.plaintext));
+      WipeString(&item.plaintext);
     }
-    WipeString(&items[k].plaintext);
+    BatchDone(b, &replies);
+  };
+  if (b->decrypts.empty()) return done();
+  b->called_vault = true;
+  ++calls_;
+  backend_->DecryptBatch(&b->decrypts, latest, done);
+}
+
+void Broker::BatchDone(Batch* b, std::vector<ipc::Reply>* replies) {
+  std::vector<bool> answered(b->requests.size(), false);
+  for (size_t k : b->item_of) answered[k] = true;
+  for (size_t i = 0; i < b->requests.size(); ++i) {
+    ipc::Reply& reply = (*replies)[i];
+    reply.set_id(b->requests[i].req.id());
+    if (!answered[i]) SetError(&reply, kExpired);
+    Finish(*b->entry, b->requests[i].req, b->start, b->requests[i].deadline, &reply);
   }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    Finish(kEntry, batch[i].req, start, batch[i].deadline, &replies[i]);
-  }
+  if (b->called_vault) --calls_;
+  in_vault_ -= b->requests.size();
+  delete b;
+  Pump();
 }
 
 void Broker::Finish(const Entry& entry, const ipc::Request& req, Clock::time_point start,
                     Deadline deadline, ipc::Reply* reply) {
-  // A worker may wait for room in the socket until the caller's deadline; an inline answer
-  // only briefly (see kInlineSendBudget).
-  SendReply(*reply, entry.calls_vault ? deadline : std::min(deadline, start + kInlineSendBudget));
+  SendReply(*reply, deadline);
   // Plaintext was needed only for the send; don't leave it in freed heap memory.
   if (reply->has_decrypt()) WipeString(reply->mutable_decrypt()->mutable_plaintext());
-  if (entry.op == ipc::Request::kStatus || entry.op == ipc::Request::kStats) return;
+  if (entry.send == nullptr) return;  // Status and Stats: polled, not worth a line each
+  const Code code = reply->has_error() ? static_cast<Code>(reply->error().code()) : Code::kOk;
+  if (code == Code::kOk && !log::DebugEnabled()) return;
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
-  Code code = reply->has_error() ? static_cast<Code>(reply->error().code()) : Code::kOk;
   log::Fields fields = {{"op", entry.name},
                         {"uid", validate::LoggableUid(req.uid())},
                         {"code", CodeName(code)},
@@ -241,15 +320,7 @@ void Broker::LogRefusal(const char* op, const ipc::Request& req, const Status& r
                                    {"error", refused.message()}});
 }
 
-void Broker::HandleEncrypt(const ipc::Request& req, Deadline deadline, ipc::Reply* reply) {
-  std::string ciphertext, key_id;
-  Status s = backend_->Encrypt(req.encrypt().plaintext(), deadline, &ciphertext, &key_id);
-  if (!s.ok()) return SetError(reply, s);
-  reply->mutable_encrypt()->set_ciphertext(std::move(ciphertext));
-  reply->mutable_encrypt()->set_key_id(std::move(key_id));
-}
-
-void Broker::HandleStatus(const ipc::Request&, Deadline, ipc::Reply* reply) {
+void Broker::HandleStatus(const ipc::Request&, ipc::Reply* reply) {
   BackendHealth h = backend_->Health();
   auto* st = reply->mutable_status();
   st->set_healthz(h.healthz);
@@ -259,10 +330,10 @@ void Broker::HandleStatus(const ipc::Request&, Deadline, ipc::Reply* reply) {
   st->set_key_version(h.key_version);
 }
 
-void Broker::HandleStats(const ipc::Request&, Deadline, ipc::Reply* reply) {
+void Broker::HandleStats(const ipc::Request&, ipc::Reply* reply) {
   BackendStats b = backend_->Stats();
   auto* st = reply->mutable_stats();
-  st->set_requests_total(requests_.load());
+  st->set_requests_total(requests_);
   st->set_logins_ok(b.logins_ok);
   st->set_logins_failed(b.logins_failed);
   st->set_renewals_ok(b.renewals_ok);
@@ -287,15 +358,49 @@ bool Broker::SendShutdown() {
   reply.set_id(0);
   reply.mutable_shutdown();
   std::string err;
-  return ipc::Send(ipc_fd_, reply, Clock::now() + kInlineSendBudget, &err);
+  return ipc::Send(ipc_fd_, reply, Clock::now(), &err);
 }
 
 void Broker::SendReply(const ipc::Reply& reply, Deadline deadline) {
-  std::string err;
-  if (!ipc::Send(ipc_fd_, reply, deadline, &err)) {
-    // The frontend is gone or going; the main loop notices the closed channel and exits.
-    log::Debug("cannot send reply", {{"error", err}});
+  std::string frame, err;
+  if (!ipc::Encode(reply, &frame, &err)) {
+    log::Error("cannot encode a reply", {{"error", err}});
+    return;
   }
+  if (outbox_.empty()) {
+    ipc::SendStatus st = ipc::TrySend(ipc_fd_, frame, &err);
+    if (st != ipc::SendStatus::kFull) {
+      WipeString(&frame);
+      // The frontend is gone or going; main sees the closed channel and exits.
+      if (st == ipc::SendStatus::kFailed) log::Debug("cannot send reply", {{"error", err}});
+      return;
+    }
+  }
+  // No room now: the reply waits for some, until its caller's deadline, behind the others
+  // (order kept). A frontend that does not read loses what the bounded outbox cannot hold.
+  if (outbox_.size() >= limits_.max_unsent) {
+    WipeString(&frame);
+    log::Debug("reply dropped: the frontend is not reading");
+    return;
+  }
+  outbox_.push_back({std::move(frame), deadline});
+  UpdateWatch();
+}
+
+void Broker::FlushOutbox() {
+  const Clock::time_point now = Clock::now();
+  while (!outbox_.empty()) {
+    Unsent& u = outbox_.front();
+    if (u.deadline > now) {
+      std::string err;
+      ipc::SendStatus st = ipc::TrySend(ipc_fd_, u.frame, &err);
+      if (st == ipc::SendStatus::kFull) break;
+      if (st == ipc::SendStatus::kFailed) log::Debug("cannot send reply", {{"error", err}});
+    }
+    WipeString(&u.frame);
+    outbox_.pop_front();
+  }
+  UpdateWatch();
 }
 
 }  // namespace vkms::broker

@@ -2,20 +2,26 @@
 // reply. Handlers are Broker::Handle<Op>; the frontend's stubs are BrokerClient::<Op>
 // (frontend/broker_client.h), so one grep shows both sides of each operation.
 //
-// Called from the broker's main loop (ReceiveOne) and from worker threads (the handlers).
-// Anything malformed is a protocol error: the main loop logs it, closes the channel and
-// exits, because only a compromised frontend sends such bytes.
+// Runs on the broker's event loop (broker/event_loop.h), on one thread: a request read from
+// the socketpair is validated and, if it needs Vault, sent there from the same thread, as an
+// asynchronous transfer. At most `max_in_flight` Vault calls run at once; requests beyond that
+// wait in a bounded queue (RESOURCE_EXHAUSTED when it is full) and leave together, as one
+// Transit batch call per free slot. Replies the frontend has no room for wait in a bounded
+// outbox until their deadline.
+//
+// Anything malformed is a protocol error: the broker stops reading, reports it, and main
+// closes the channel and exits, because only a compromised frontend sends such bytes.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <deque>
-#include <mutex>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "broker.pb.h"
+#include "broker/event_loop.h"
 #include "broker/vault/backend.h"
-#include "broker/worker_pool.h"
 #include "shared/ipc.h"
 
 namespace vkms::broker {
@@ -25,10 +31,21 @@ class Broker {
   // Longest deadline a request may carry; the apiserver's default is 3 s.
   static constexpr uint32_t kMaxTimeoutMs = 60000;
 
-  Broker(VaultBackend* backend, WorkerPool* pool, int ipc_fd);
+  struct Limits {
+    size_t max_in_flight = 16;  // Vault calls at once (--vault-concurrency)
+    size_t max_queued = 4096;   // requests waiting for one of them
+    size_t max_unsent = 1024;   // replies waiting for room in the socket
+  };
 
-  // Receives one datagram and dispatches it (Vault work goes to the pool).
-  ipc::RecvStatus ReceiveOne(std::string* error);
+  Broker(VaultBackend* backend, EventLoop* loop, int ipc_fd, Limits limits);
+  ~Broker();
+
+  // Watches the IPC socket on the loop. `on_end` runs (on the loop) when the frontend closes
+  // the channel or sends something malformed; the broker has stopped reading by then.
+  using EndFn = std::function<void(ipc::RecvStatus status, const std::string& error)>;
+  bool Start(EndFn on_end);
+  // Stops reading requests (what is in flight still gets its reply).
+  void StopReading();
 
   // Asks the frontend to stop accepting and drain (ipc::Shutdown). Returns false if the
   // channel is already gone.
@@ -38,6 +55,9 @@ class Broker {
   // Returns false (protocol error) if it is not acceptable at all.
   bool Dispatch(const ipc::Request& request, std::string* error);
 
+  // Requests accepted and not answered yet (queued, or at Vault).
+  size_t pending() const { return queued_ + in_vault_; }
+
   // The message table, for `make audit` and tests: op name, whether it reaches Vault.
   struct TableRow {
     const char* name;
@@ -46,50 +66,65 @@ class Broker {
   static std::vector<TableRow> MessageTable();
 
  private:
-  using Handler = void (Broker::*)(const ipc::Request&, Deadline, ipc::Reply*);
+  struct Pending {
+    ipc::Request req;
+    Deadline deadline;
+    Clock::time_point received;
+  };
+  struct Batch;
+  using AnswerFn = void (Broker::*)(const ipc::Request&, ipc::Reply*);
+  using SendFn = void (Broker::*)(Batch*);
   struct Entry {
     ipc::Request::OpCase op;
     const char* name;
-    bool calls_vault;  // true: runs on a worker thread; false: answered inline from cache
     Status (*check)(const ipc::Request&);  // what it validates, before queuing
-    Handler handler;                       // nullptr for Decrypt, which RunDecrypts batches
+    AnswerFn answer;                       // answered at once, from memory; or
+    SendFn send;                           // sent to Vault, in batches of queued requests
   };
-  static const Entry kDispatch[];
+  static constexpr size_t kOps = 4;
+  static const Entry kDispatch[kOps];
 
-  void HandleEncrypt(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
-  void HandleStatus(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
-  void HandleStats(const ipc::Request& req, Deadline deadline, ipc::Reply* reply);
+  // Answered at once.
+  void HandleStatus(const ipc::Request& req, ipc::Reply* reply);
+  void HandleStats(const ipc::Request& req, ipc::Reply* reply);
+  // Send a batch of queued requests to Vault as one call.
+  void HandleEncrypt(Batch* batch);
+  void HandleDecrypt(Batch* batch);
 
-  void Run(const Entry& entry, const ipc::Request& req, Deadline deadline);
-  // Queues a checked Decrypt for RunDecrypts; false when the Decrypt queue is full or the pool
-  // refused the task (overloaded).
-  bool QueueDecrypt(const ipc::Request& req, Deadline deadline);
-  // Worker: takes every queued Decrypt (up to VaultBackend::kMaxDecryptBatch) and sends them
-  // to Vault as one call. A lone Decrypt goes alone: nothing ever waits to fill a batch.
-  void RunDecrypts();
-  // Sends the reply, wipes its plaintext and logs the outcome (worker and inline paths).
+  void OnReady(uint32_t events);
+  // Watches the socket for what is wanted now: requests while reading, room while replies wait.
+  void UpdateWatch();
+  // Starts Vault calls for queued requests while fewer than max_in_flight run.
+  void Pump();
+  // A batch's Vault call is done: replies, logs, and the next calls.
+  void BatchDone(Batch* batch, std::vector<ipc::Reply>* replies);
   void Finish(const Entry& entry, const ipc::Request& req, Clock::time_point start,
               Deadline deadline, ipc::Reply* reply);
   void SendReply(const ipc::Reply& reply, Deadline deadline);
-  // Main thread only (called from Dispatch).
+  void FlushOutbox();
   void LogRefusal(const char* op, const ipc::Request& req, const Status& refused);
 
   VaultBackend* backend_;
-  WorkerPool* pool_;
+  EventLoop* loop_;
   int ipc_fd_;
-  std::atomic<uint64_t> requests_{0};
-  // Decrypts waiting for a worker, bounded like the pool's queue (RESOURCE_EXHAUSTED beyond).
-  // Invariant: decrypts_.size() <= decrypt_tasks_ * kMaxDecryptBatch, where decrypt_tasks_ counts
-  // RunDecrypts tasks submitted and not yet started; so every queued Decrypt has a task coming,
-  // and a burst wakes one worker per batch, not one per request.
-  static constexpr size_t kMaxQueuedDecrypts = 4096;
-  size_t decrypt_tasks_ = 0;
-  struct PendingDecrypt {
-    ipc::Request req;
+  const Limits limits_;
+  EventLoop::FdWatch* watch_ = nullptr;
+  bool reading_ = false;
+  uint32_t watch_events_ = 0;
+  EndFn on_end_;
+  uint64_t requests_ = 0;
+  // Requests that passed their checks and wait for a Vault call slot, one queue per Vault
+  // operation (a batch carries one operation).
+  std::deque<Pending> queues_[kOps];  // by kDispatch row
+  size_t queued_ = 0;
+  size_t in_vault_ = 0;  // requests inside Vault calls
+  size_t calls_ = 0;     // Vault calls running (batches)
+  bool pumping_ = false;
+  struct Unsent {
+    std::string frame;  // wiped once sent or dropped: a Decrypt reply holds plaintext
     Deadline deadline;
   };
-  std::mutex decrypts_mu_;
-  std::deque<PendingDecrypt> decrypts_;
+  std::deque<Unsent> outbox_;
   long long refusal_second_ = 0;
   int refusals_logged_ = 0;
   long long refusals_suppressed_ = 0;

@@ -1,9 +1,9 @@
 // vault-kms-broker: the entry point an operator starts. Reads top to bottom in the start-up
 // order of DESIGN.md: flags → listening socket → frontend → lockdown → Vault → serve.
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -18,11 +18,11 @@
 #include "broker/broker.h"
 #include "broker/check.h"
 #include "broker/config.h"
+#include "broker/event_loop.h"
 #include "broker/listen_socket.h"
 #include "broker/lockdown.h"
 #include "broker/spawn.h"
 #include "broker/vault/backend.h"
-#include "broker/worker_pool.h"
 #include "shared/hardening.h"
 #include "shared/log.h"
 
@@ -60,87 +60,96 @@ std::string DescribeExit(int status) {
 
 int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess& frontend,
           int sigfd) {
-  VaultBackend backend(config.vault);
+  // One event loop on this thread serves everything: the IPC channel, signals, and every
+  // Vault call (broker/event_loop.h).
+  EventLoop loop;
+  if (!loop.error().empty()) {
+    log::Error(loop.error());
+    sock->Remove();
+    return kExitStartup;
+  }
+  VaultBackend backend(config.vault, &loop);
   backend.Start();
-  WorkerPool pool(config.vault.workers, 4096);
-  Broker broker(&backend, &pool, frontend.ipc_fd);
+  Broker::Limits limits;
+  limits.max_in_flight = static_cast<size_t>(config.vault.workers);
+  Broker broker(&backend, &loop, frontend.ipc_fd, limits);
   log::Info("broker serving",
             {{"socket", sock->display_path()}, {"frontend_pid", std::to_string(frontend.pid)}});
 
   bool shutting_down = false;
-  bool ipc_open = true;
   int exit_code = 0;
-  auto grace_end = Clock::now();
-  for (;;) {
-    struct pollfd fds[2] = {{sigfd, POLLIN, 0}, {ipc_open ? frontend.ipc_fd : -1, POLLIN, 0}};
-    int timeout = -1;
-    if (shutting_down) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(grace_end - Clock::now());
-      timeout = static_cast<int>(std::max<long long>(0, left.count()));
-    }
-    int n = poll(fds, 2, timeout);
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0 && shutting_down) {
+  EventLoop::Timer grace;
+  auto begin_grace = [&](Clock::duration d) {
+    loop.CancelTimer(&grace);
+    grace = loop.AddTimer(Clock::now() + d, [&] {
       // The frontend runs as another uid (and outside the broker's Landlock domain), so the
       // broker cannot kill it. Once the broker is gone its channel is closed and it holds
       // nothing; the Pod's or unit's teardown ends it (SECURITY.md, known limits).
       log::Warning("frontend did not stop within the grace period; exiting without it");
       exit_code = kExitFrontendDied;
-      break;
+      loop.Quit();
+    });
+  };
+  broker.Start([&](ipc::RecvStatus st, const std::string& error) {
+    if (st == ipc::RecvStatus::kProtocolError) {
+      // Only a compromised frontend sends malformed bytes: stop talking to it at once. A
+      // well-behaved frontend exits when it sees the channel close.
+      log::Error("protocol error from the frontend; closing the channel and exiting",
+                 {{"error", error}});
+      exit_code = kExitProtocolError;
+      loop.Quit();
+      return;
     }
-    if (fds[0].revents & POLLIN) {
-      struct signalfd_siginfo si;
-      if (read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-        if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !shutting_down) {
-          log::Info("shutting down: stopping the frontend, draining in-flight calls");
-          shutting_down = true;
-          grace_end = Clock::now() + kShutdownGrace;
-          if (!broker.SendShutdown()) {
-            log::Warning("cannot reach the frontend to stop it; exiting without it");
-            exit_code = kExitFrontendDied;
-            break;
-          }
-        }
-        int status;
-        if (waitpid(frontend.pid, &status, WNOHANG) == frontend.pid) {
-          bool clean = shutting_down && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-          if (clean) {
-            log::Info("frontend stopped");
-          } else {
-            log::Error("frontend " + DescribeExit(status) + "; removing the socket and exiting");
-            exit_code = kExitFrontendDied;
-          }
-          break;
-        }
+    // The frontend closed its end; its exit status arrives through SIGCHLD.
+    if (!shutting_down) {
+      shutting_down = true;
+      begin_grace(std::chrono::seconds(5));
+      exit_code = kExitFrontendDied;
+    }
+  });
+  EventLoop::FdWatch* signals = loop.AddFd(sigfd, EPOLLIN, [&](uint32_t) {
+    struct signalfd_siginfo si;
+    if (read(sigfd, &si, sizeof si) != static_cast<ssize_t>(sizeof si)) return;
+    if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !shutting_down) {
+      log::Info("shutting down: stopping the frontend, draining in-flight calls");
+      shutting_down = true;
+      begin_grace(kShutdownGrace);
+      if (!broker.SendShutdown()) {
+        log::Warning("cannot reach the frontend to stop it; exiting without it");
+        exit_code = kExitFrontendDied;
+        loop.Quit();
+        return;
       }
     }
-    if (ipc_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      std::string error;
-      ipc::RecvStatus st = broker.ReceiveOne(&error);
-      if (st == ipc::RecvStatus::kProtocolError) {
-        // Only a compromised frontend sends malformed bytes: stop talking to it at once. A
-        // well-behaved frontend exits when it sees the channel close.
-        log::Error("protocol error from the frontend; closing the channel and exiting",
-                   {{"error", error}});
-        exit_code = kExitProtocolError;
-        break;
+    int status;
+    if (waitpid(frontend.pid, &status, WNOHANG) == frontend.pid) {
+      bool clean = shutting_down && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (clean) {
+        log::Info("frontend stopped");
+      } else {
+        log::Error("frontend " + DescribeExit(status) + "; removing the socket and exiting");
+        exit_code = kExitFrontendDied;
       }
-      if (st != ipc::RecvStatus::kOk) {
-        // The frontend closed its end; its exit status arrives through SIGCHLD.
-        ipc_open = false;
-        if (!shutting_down) {
-          shutting_down = true;
-          grace_end = Clock::now() + std::chrono::seconds(5);
-          exit_code = kExitFrontendDied;
-        }
-      }
+      loop.Quit();
     }
+  });
+  if (signals == nullptr) {
+    log::Error(std::string("cannot watch the signalfd: ") + strerror(errno));
+    sock->Remove();
+    return kExitStartup;
   }
-  // Wake every worker still waiting to send a reply, let them finish, and only then close
-  // the fd: closed earlier, its number could be reused (by libcurl) while replies drain.
+  loop.Run();
+
+  // Nothing new is read; the calls still in flight run to their end (each within its
+  // deadline), then the Vault side stops. The channel is shut down first so that no reply
+  // waits on a frontend that is gone or not reading.
+  loop.RemoveFd(signals);
+  loop.CancelTimer(&grace);
+  broker.StopReading();
   shutdown(frontend.ipc_fd, SHUT_RDWR);
   sock->Remove();
-  pool.Drain();
+  while (broker.pending() > 0 && loop.RunOnce(100)) {
+  }
   backend.Stop();
   close(frontend.ipc_fd);
   log::Info("broker exiting", {{"code", std::to_string(exit_code)}});

@@ -10,34 +10,44 @@
 
 namespace vkms::ipc {
 
-bool Send(int fd, const google::protobuf::Message& msg,
-          std::chrono::steady_clock::time_point deadline, std::string* error) {
-  std::string frame;
-  if (!msg.SerializeToString(&frame)) {
+bool Encode(const google::protobuf::Message& msg, std::string* frame, std::string* error) {
+  if (!msg.SerializeToString(frame)) {
     *error = "cannot serialize " + msg.GetTypeName();
     return false;
   }
-  if (frame.empty() || frame.size() > kMaxFrame) {
-    *error = "frame size " + std::to_string(frame.size()) + " out of range";
+  if (frame->empty() || frame->size() > kMaxFrame) {
+    *error = "frame size " + std::to_string(frame->size()) + " out of range";
     return false;
   }
+  return true;
+}
+
+SendStatus TrySend(int fd, const std::string& frame, std::string* error) {
   for (;;) {
     ssize_t n = send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n == static_cast<ssize_t>(frame.size())) return true;
+    if (n == static_cast<ssize_t>(frame.size())) return SendStatus::kSent;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
-        *error = "peer is not reading (send buffer full)";
-        return false;
-      }
-      struct pollfd p = {fd, POLLOUT, 0};
-      poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
-      continue;
+      *error = "peer is not reading (send buffer full)";
+      return SendStatus::kFull;
     }
     *error = n < 0 ? std::string("send: ") + strerror(errno) : "short send";
-    return false;
+    return SendStatus::kFailed;
+  }
+}
+
+bool Send(int fd, const google::protobuf::Message& msg,
+          std::chrono::steady_clock::time_point deadline, std::string* error) {
+  std::string frame;
+  if (!Encode(msg, &frame, error)) return false;
+  for (;;) {
+    SendStatus st = TrySend(fd, frame, error);
+    if (st != SendStatus::kFull) return st == SendStatus::kSent;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    struct pollfd p = {fd, POLLOUT, 0};
+    poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
   }
 }
 

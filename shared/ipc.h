@@ -37,6 +37,12 @@ enum class RecvStatus {
 bool Send(int fd, const google::protobuf::Message& msg,
           std::chrono::steady_clock::time_point deadline, std::string* error);
 
+// The two halves of Send, for an event loop that must never wait: Encode makes the frame
+// (refusing what Recv would refuse), TrySend makes one attempt that never blocks.
+bool Encode(const google::protobuf::Message& msg, std::string* frame, std::string* error);
+enum class SendStatus { kSent, kFull, kFailed };
+SendStatus TrySend(int fd, const std::string& frame, std::string* error);
+
 // Blocks for one datagram and decodes it into *msg.
 RecvStatus Recv(int fd, google::protobuf::Message* msg, std::string* error);
 

@@ -133,8 +133,11 @@ void Init(const char* process_name, std::string_view level) {
   }
 }
 
+bool DebugEnabled() {
+  return FLAGS_v >= 1;
+}
 void Debug(std::string_view msg, const Fields& fields) {
-  if (FLAGS_v >= 1) Emit(google::GLOG_INFO, true, msg, fields);
+  if (DebugEnabled()) Emit(google::GLOG_INFO, true, msg, fields);
 }
 void Info(std::string_view msg, const Fields& fields) {
   Emit(google::GLOG_INFO, false, msg, fields);

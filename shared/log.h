@@ -20,6 +20,8 @@ bool ValidLevel(std::string_view level);
 void Init(const char* process_name, std::string_view level);
 
 void Debug(std::string_view msg, const Fields& fields = {});
+// Whether Debug() lines are written: hot paths check it before building their fields.
+bool DebugEnabled();
 void Info(std::string_view msg, const Fields& fields = {});
 void Warning(std::string_view msg, const Fields& fields = {});
 void Error(std::string_view msg, const Fields& fields = {});

@@ -110,15 +110,149 @@ Status MapVaultError(VaultOp op, const VaultResponse& r, const std::string& key_
                                         (msg.empty() ? std::string() : ": " + msg));
 }
 
+namespace {
+
+// The batch_results of a batch answer, if it has that shape.
+Json::Value* BatchResults(VaultResponse* r) {
+  if (r->transport == Code::kOk && r->json.isObject() && r->json["data"].isObject() &&
+      r->json["data"]["batch_results"].isArray()) {
+    return &r->json["data"]["batch_results"];
+  }
+  return nullptr;
+}
+
+// Whether a batch answer has one result per item sent, in order: each an object whose
+// reference (when Vault echoes one; older Vaults do not) is its index. A failed item makes
+// Vault answer 400 (500 for an internal error) with every item's result.
+bool MatchesItemForItem(const VaultResponse& r, const Json::Value* results, size_t sent) {
+  if (results == nullptr || results->size() != sent ||
+      !(r.ok() || r.status == 400 || r.status == 500)) {
+    return false;
+  }
+  for (Json::ArrayIndex i = 0; i < sent; ++i) {
+    const Json::Value& res = (*results)[i];
+    if (!res.isObject() ||
+        (res.isMember("reference") && res["reference"] != Json::Value(std::to_string(i)))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// What every item gets when the answer cannot be read item for item.
+Status WholeBatchStatus(VaultOp op, const VaultResponse& r, const std::string& key_name) {
+  if (!r.ok()) return MapVaultError(op, r, key_name);
+  return Status(Code::kInternal, std::string("vault's batch ") +
+                                     (op == VaultOp::kEncrypt ? "encrypt" : "decrypt") +
+                                     " answer does not match the request item for item");
+}
+
+// The Status of one item Vault refused inside a batch: what the same refusal of a single call
+// gives.
+Status ItemError(VaultOp op, const VaultResponse& r, const Json::Value& error,
+                 const std::string& key_name) {
+  VaultResponse one;
+  one.status = r.ok() ? 400 : r.status;
+  Json::Value errors;
+  errors["errors"].append(error);
+  one.error = SafeVaultErrors(errors);
+  return MapVaultError(op, one, key_name);
+}
+
+bool HasItemError(const Json::Value& result) {
+  const Json::Value& err = result["error"];
+  return err.isString() && !err.asString().empty();
+}
+
+// A ciphertext from Vault for an Encrypt pinned to `version`.
+Status CheckCiphertext(const Json::Value& v, uint64_t version, std::string* out) {
+  if (!v.isString()) return Status(Code::kInternal, "vault's encrypt answer has no ciphertext");
+  std::string ct = v.asString();
+  const std::string prefix = "vault:v" + std::to_string(version) + ":";
+  if (ct.size() <= prefix.size() || ct.compare(0, prefix.size(), prefix) != 0) {
+    return Status(Code::kInternal, "vault encrypted with another key version than the pinned v" +
+                                       std::to_string(version));
+  }
+  if (ct.size() > validate::kMaxCiphertext) {
+    return Status(Code::kFailedPrecondition, "vault ciphertext is " + std::to_string(ct.size()) +
+                                                 " bytes, over the KMS v2 limit of " +
+                                                 std::to_string(validate::kMaxCiphertext));
+  }
+  *out = std::move(ct);
+  return Status::Ok();
+}
+
+}  // namespace
+
+void ReadDecryptBatchAnswer(VaultResponse* answer,
+                            const std::vector<VaultBackend::DecryptItem*>& sent,
+                            const std::string& key_name) {
+  VaultResponse& r = *answer;
+  for (VaultBackend::DecryptItem* item : sent) WipeString(&item->plaintext);
+  Json::Value* results = BatchResults(&r);
+  const bool per_item = MatchesItemForItem(r, results, sent.size());
+  const Status whole = per_item ? Status() : WholeBatchStatus(VaultOp::kDecrypt, r, key_name);
+  for (Json::ArrayIndex i = 0; i < sent.size(); ++i) {
+    VaultBackend::DecryptItem& item = *sent[i];
+    if (!per_item) {
+      item.status = whole;
+    } else if (HasItemError((*results)[i])) {
+      item.status = ItemError(VaultOp::kDecrypt, r, (*results)[i]["error"], key_name);
+    } else if (!(*results)[i]["plaintext"].isString()) {
+      item.status = Status(Code::kInternal, "vault's decrypt answer has no plaintext");
+    } else {
+      item.status = TakePlaintext(&(*results)[i]["plaintext"], &item.plaintext);
+    }
+    if (!item.status.ok()) WipeString(&item.plaintext);
+  }
+  // Whatever was used or refused, no plaintext stays in the answer.
+  for (Json::ArrayIndex i = 0; results != nullptr && i < results->size(); ++i) {
+    Json::Value& res = (*results)[i];
+    if (res.isObject() && res["plaintext"].isString()) WipeJsonString(&res["plaintext"]);
+  }
+}
+
+void ReadEncryptBatchAnswer(VaultResponse* answer,
+                            const std::vector<VaultBackend::EncryptItem*>& sent, uint64_t version,
+                            const std::string& key_id, const std::string& key_name) {
+  VaultResponse& r = *answer;
+  Json::Value* results = BatchResults(&r);
+  const bool per_item = MatchesItemForItem(r, results, sent.size());
+  const Status whole = per_item ? Status() : WholeBatchStatus(VaultOp::kEncrypt, r, key_name);
+  for (Json::ArrayIndex i = 0; i < sent.size(); ++i) {
+    VaultBackend::EncryptItem& item = *sent[i];
+    item.ciphertext.clear();
+    item.key_id.clear();
+    if (!per_item) {
+      item.status = whole;
+    } else if (HasItemError((*results)[i])) {
+      item.status = ItemError(VaultOp::kEncrypt, r, (*results)[i]["error"], key_name);
+    } else {
+      item.status = CheckCiphertext((*results)[i]["ciphertext"], version, &item.ciphertext);
+    }
+    if (item.status.ok()) item.key_id = key_id;
+  }
+}
+
+Status ReadEncryptAnswer(const VaultResponse& r, uint64_t version, std::string* ciphertext,
+                         const std::string& key_name) {
+  if (!r.ok()) return MapVaultError(VaultOp::kEncrypt, r, key_name);
+  const Json::Value& data = r.json.isObject() ? r.json["data"] : Json::Value::nullSingleton();
+  if (!data.isObject()) return Status(Code::kInternal, "vault's encrypt answer has no ciphertext");
+  return CheckCiphertext(data["ciphertext"], version, ciphertext);
+}
+
 struct VaultBackend::Impl {
-  explicit Impl(VaultConfig c)
+  Impl(VaultConfig c, EventLoop* loop)
       : config(Normalize(std::move(c))),
         config_error(ValidateVaultConfig(config)),
-        http(config),
+        http(config, loop),
         tokens(config, &http),
-        keys(config, &tokens) {
+        keys(config, &tokens),
+        key_name(config.transit_mount + "/" + config.transit_key),
+        encrypt_path(config.transit_mount + "/encrypt/" + config.transit_key),
+        decrypt_path(config.transit_mount + "/decrypt/" + config.transit_key) {
     if (config_error.empty()) config_error = http.config_error();
-    key_name = config.transit_mount + "/" + config.transit_key;
   }
 
   static VaultConfig Normalize(VaultConfig c) {
@@ -129,21 +263,30 @@ struct VaultBackend::Impl {
     return c;
   }
 
-  // For Decrypt and DecryptBatch: ok when the ciphertext may be sent to Vault.
+  // For DecryptBatch: ok when the ciphertext may be sent to Vault.
   Status CheckDecryptInput(std::string_view ciphertext);
-  VaultResponse PostDecrypt(const std::string& body, Deadline deadline);
-  // The single-form Decrypt of a ciphertext CheckDecryptInput accepted.
-  Status DecryptOne(std::string_view ciphertext, Deadline deadline, std::string* plaintext);
+  BackendHealth Health() const;
 
   const VaultConfig config;
   std::string config_error;
-  std::string key_name;
   VaultHttp http;
   TokenManager tokens;
   KeyCache keys;
+  const std::string key_name, encrypt_path, decrypt_path;
 };
 
-VaultBackend::VaultBackend(VaultConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {
+VaultBackend::VaultBackend(VaultConfig config)
+    : own_thread_(std::make_unique<LoopThread>()),
+      impl_(std::make_unique<Impl>(std::move(config), own_thread_->loop())) {
+  LogConfiguration();
+}
+
+VaultBackend::VaultBackend(VaultConfig config, EventLoop* loop)
+    : impl_(std::make_unique<Impl>(std::move(config), loop)) {
+  LogConfiguration();
+}
+
+void VaultBackend::LogConfiguration() const {
   EnsureCurlGlobalInit();
   std::string addrs;
   for (const auto& a : impl_->config.addrs) addrs += (addrs.empty() ? "" : ",") + a;
@@ -159,6 +302,13 @@ VaultBackend::VaultBackend(VaultConfig config) : impl_(std::make_unique<Impl>(st
 
 VaultBackend::~VaultBackend() {
   Stop();
+  // Nothing may run the loop while the components go away (they are not running on it then).
+  if (own_thread_) own_thread_->Join();
+  impl_.reset();
+}
+
+EventLoop* VaultBackend::loop() const {
+  return impl_->http.loop();
 }
 
 void VaultBackend::Start() {
@@ -168,20 +318,24 @@ void VaultBackend::Start() {
 }
 
 void VaultBackend::Stop() {
-  // Tokens first: that cancels any login the key refresher may be waiting on, so neither join
-  // waits for a slow Vault.
-  impl_->tokens.Stop();
+  // The key refresher first, so that its cancelled call does not schedule another; then the
+  // token manager, which cancels every call still in flight (the key refresher's included).
   impl_->keys.Stop();
+  impl_->tokens.Stop();
 }
 
 BackendHealth VaultBackend::Health() const {
+  return loop()->Call([this] { return impl_->Health(); });
+}
+
+BackendHealth VaultBackend::Impl::Health() const {
   BackendHealth h;
-  if (!impl_->config_error.empty()) {
-    h.healthz = h.ready_reason = "invalid vault configuration: " + impl_->config_error;
+  if (!config_error.empty()) {
+    h.healthz = h.ready_reason = "invalid vault configuration: " + config_error;
     return h;
   }
-  TokenState t = impl_->tokens.State();
-  KeyCacheState k = impl_->keys.State();
+  TokenState t = tokens.State();
+  KeyCacheState k = keys.State();
   if (k.meta) {
     h.key_id = k.meta->key_id;
     h.key_version = k.meta->latest_version;
@@ -195,7 +349,7 @@ BackendHealth VaultBackend::Health() const {
     problem =
         k.last_error.empty() ? std::string("transit key metadata not read yet") : k.last_error;
   }
-  bool stale = k.meta && k.age > 3 * impl_->config.key_refresh_interval;
+  bool stale = k.meta && k.age > 3 * config.key_refresh_interval;
   if (problem.empty() && stale) {
     problem = "key metadata stale (last refresh " +
               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(k.age).count()) +
@@ -211,125 +365,97 @@ BackendHealth VaultBackend::Health() const {
 }
 
 BackendStats VaultBackend::Stats() const {
-  BackendStats s;
-  TokenState t = impl_->tokens.State();
-  KeyCacheState k = impl_->keys.State();
-  s.logins_ok = t.logins_ok;
-  s.logins_failed = t.logins_failed;
-  s.renewals_ok = t.renewals_ok;
-  s.renewals_failed = t.renewals_failed;
-  s.token_ttl_seconds = t.has_token ? t.ttl_seconds : -1;
-  s.key_version = k.meta ? k.meta->latest_version : 0;
-  s.key_refreshes_ok = k.refreshes_ok;
-  s.key_refreshes_failed = k.refreshes_failed;
-  s.seconds_since_vault_contact = impl_->http.request_metrics().SecondsSinceLastContact();
-  s.vault_requests = impl_->http.request_metrics().Snapshot();
-  return s;
-}
-
-Status VaultBackend::Encrypt(std::string_view plaintext, Deadline deadline, std::string* ciphertext,
-                             std::string* key_id) {
-  if (!impl_->config_error.empty()) {
-    return Status(Code::kFailedPrecondition, "invalid vault configuration: " + impl_->config_error);
-  }
-  // The frontend checked this; a compromised frontend may not have.
-  if (Status s = validate::Plaintext(plaintext); !s.ok()) return s;
-  std::shared_ptr<const KeyMetadata> meta = impl_->keys.Current();
-  if (!meta) {
-    BackendHealth h = Health();
-    return Status(Code::kUnavailable, "transit key metadata not available: " + h.healthz);
-  }
-  // Pinned: exactly the version Status reported, never "latest at Vault right now".
-  const uint64_t version = meta->latest_version;
-
-  std::string b64 = Base64Encode(plaintext);
-  std::string body;
-  body.reserve(64 + JsonStringReserve(b64.size()));
-  body.append("{\"plaintext\":");
-  AppendJsonString(&body, b64);
-  body.append(",\"key_version\":");
-  body.append(std::to_string(version));
-  body.push_back('}');
-  WipeString(&b64);
-  VaultResponse r = impl_->tokens.CallWithToken(
-      HttpMethod::kPost, impl_->config.transit_mount + "/encrypt/" + impl_->config.transit_key,
-      body, impl_->config.ns, deadline);
-  WipeString(&body);
-  if (!r.ok()) {
-    Status s = MapVaultError(VaultOp::kEncrypt, r, impl_->key_name);
-    if (s.code() == Code::kFailedPrecondition) impl_->keys.RequestRefresh();
+  return loop()->Call([this] {
+    BackendStats s;
+    TokenState t = impl_->tokens.State();
+    KeyCacheState k = impl_->keys.State();
+    s.logins_ok = t.logins_ok;
+    s.logins_failed = t.logins_failed;
+    s.renewals_ok = t.renewals_ok;
+    s.renewals_failed = t.renewals_failed;
+    s.token_ttl_seconds = t.has_token ? t.ttl_seconds : -1;
+    s.key_version = k.meta ? k.meta->latest_version : 0;
+    s.key_refreshes_ok = k.refreshes_ok;
+    s.key_refreshes_failed = k.refreshes_failed;
+    s.seconds_since_vault_contact = impl_->http.request_metrics().SecondsSinceLastContact();
+    s.vault_requests = impl_->http.request_metrics().Snapshot();
     return s;
-  }
-  const Json::Value& data = r.json.isObject() ? r.json["data"] : Json::Value::nullSingleton();
-  if (!data.isObject() || !data["ciphertext"].isString()) {
-    return Status(Code::kInternal, "vault's encrypt answer has no ciphertext");
-  }
-  std::string ct = data["ciphertext"].asString();
-  const std::string prefix = "vault:v" + std::to_string(version) + ":";
-  if (ct.size() <= prefix.size() || ct.compare(0, prefix.size(), prefix) != 0) {
-    return Status(Code::kInternal, "vault encrypted with another key version than the pinned v" +
-                                       std::to_string(version));
-  }
-  if (ct.size() > validate::kMaxCiphertext) {
-    return Status(Code::kFailedPrecondition, "vault ciphertext is " + std::to_string(ct.size()) +
-                                                 " bytes, over the KMS v2 limit of " +
-                                                 std::to_string(validate::kMaxCiphertext));
-  }
-  *ciphertext = std::move(ct);
-  *key_id = meta->key_id;
-  return Status::Ok();
+  });
 }
 
-void ReadDecryptBatchAnswer(VaultResponse* answer,
-                            const std::vector<VaultBackend::DecryptItem*>& sent,
-                            const std::string& key_name) {
-  VaultResponse& r = *answer;
-  for (VaultBackend::DecryptItem* item : sent) WipeString(&item->plaintext);
-  Json::Value* results = nullptr;
-  if (r.transport == Code::kOk && r.json.isObject() && r.json["data"].isObject() &&
-      r.json["data"]["batch_results"].isArray()) {
-    results = &r.json["data"]["batch_results"];
-  }
-  // A failed item makes Vault answer 400 (500 for an internal error) with every item's result.
-  bool per_item = results != nullptr && results->size() == sent.size() &&
-                  (r.ok() || r.status == 400 || r.status == 500);
-  for (Json::ArrayIndex i = 0; per_item && i < sent.size(); ++i) {
-    const Json::Value& res = (*results)[i];
-    per_item = res.isObject() &&
-               (!res.isMember("reference") || res["reference"] == Json::Value(std::to_string(i)));
-  }
-  Status whole;
-  if (!per_item) {
-    whole = r.ok() ? Status(Code::kInternal,
-                            "vault's batch decrypt answer does not match the request item for item")
-                   : MapVaultError(VaultOp::kDecrypt, r, key_name);
-  }
-  for (Json::ArrayIndex i = 0; i < sent.size(); ++i) {
-    Json::Value* pt = nullptr;
-    if (per_item && (*results)[i]["plaintext"].isString()) pt = &(*results)[i]["plaintext"];
-    VaultBackend::DecryptItem& item = *sent[i];
-    if (!per_item) {
-      item.status = whole;
-    } else if (const Json::Value& err = (*results)[i]["error"];
-               err.isString() && !err.asString().empty()) {
-      VaultResponse one;
-      one.status = r.ok() ? 400 : r.status;
-      Json::Value errors;
-      errors["errors"].append(err);
-      one.error = SafeVaultErrors(errors);
-      item.status = MapVaultError(VaultOp::kDecrypt, one, key_name);
-    } else if (pt == nullptr) {
-      item.status = Status(Code::kInternal, "vault's decrypt answer has no plaintext");
-    } else {
-      item.status = TakePlaintext(pt, &item.plaintext);
+void VaultBackend::EncryptBatch(std::vector<EncryptItem>* items, Deadline deadline,
+                                std::function<void()> done) {
+  Impl& m = *impl_;
+  auto finish_later = [&] { m.http.loop()->Defer(std::move(done)); };
+  std::vector<EncryptItem*> sent;
+  for (EncryptItem& item : *items) {
+    item.ciphertext.clear();
+    item.key_id.clear();
+    if (!m.config_error.empty()) {
+      item.status =
+          Status(Code::kFailedPrecondition, "invalid vault configuration: " + m.config_error);
+      continue;
     }
-    if (!item.status.ok()) WipeString(&item.plaintext);
+    // The frontend checked this; a compromised frontend may not have.
+    item.status = validate::Plaintext(item.plaintext);
+    if (item.status.ok()) sent.push_back(&item);
   }
-  // Whatever was used or refused, no plaintext stays in the answer.
-  for (Json::ArrayIndex i = 0; results != nullptr && i < results->size(); ++i) {
-    Json::Value& res = (*results)[i];
-    if (res.isObject() && res["plaintext"].isString()) WipeJsonString(&res["plaintext"]);
+  if (sent.empty()) return finish_later();
+  std::shared_ptr<const KeyMetadata> meta = m.keys.Current();
+  if (!meta) {
+    Status none(Code::kUnavailable, "transit key metadata not available: " + m.Health().healthz);
+    for (EncryptItem* item : sent) item->status = none;
+    return finish_later();
   }
+  // Pinned: exactly the version Status reported, never "latest at Vault right now". Vault
+  // reads key_version per item of a batch (and ignores a top-level one then); every answer is
+  // checked to carry that version all the same.
+  const uint64_t version = meta->latest_version;
+  const std::string version_text = std::to_string(version);
+
+  // Built into a buffer reserved for the worst case: no reallocation leaves a copy of a
+  // plaintext behind, and the one buffer is wiped when the answer is in.
+  auto body = std::make_shared<std::string>();
+  size_t reserve = 48;
+  for (const EncryptItem* item : sent) {
+    reserve += 64 + JsonStringReserve(4 * (item->plaintext.size() / 3 + 1));
+  }
+  body->reserve(reserve);
+  const bool single = sent.size() == 1;
+  body->append(single ? "{" : "{\"batch_input\":[");
+  for (size_t i = 0; i < sent.size(); ++i) {
+    std::string b64 = Base64Encode(sent[i]->plaintext);
+    if (!single) body->append(i == 0 ? "{" : ",{");
+    body->append("\"plaintext\":");
+    AppendJsonString(body.get(), b64);
+    WipeString(&b64);
+    body->append(",\"key_version\":").append(version_text);
+    if (!single) body->append(",\"reference\":\"").append(std::to_string(i)).append("\"}");
+  }
+  body->append(single ? "}" : "]}");
+
+  m.tokens.CallWithToken(HttpMethod::kPost, m.encrypt_path, *body, m.config.ns, deadline,
+                         [this, body, sent = std::move(sent), meta, version,
+                          done = std::move(done)](VaultResponse* r) {
+                           Impl& m = *impl_;
+                           WipeString(body.get());
+                           if (sent.size() == 1) {
+                             sent[0]->status =
+                                 ReadEncryptAnswer(*r, version, &sent[0]->ciphertext, m.key_name);
+                             if (sent[0]->status.ok()) sent[0]->key_id = meta->key_id;
+                           } else {
+                             ReadEncryptBatchAnswer(r, sent, version, meta->key_id, m.key_name);
+                           }
+                           // A refusal of the key or its version: the cached metadata may be behind
+                           // Vault.
+                           for (const EncryptItem* item : sent) {
+                             if (item->status.code() == Code::kFailedPrecondition) {
+                               m.keys.RequestRefresh();
+                               break;
+                             }
+                           }
+                           done();
+                         });
 }
 
 Status VaultBackend::Impl::CheckDecryptInput(std::string_view ciphertext) {
@@ -344,72 +470,88 @@ Status VaultBackend::Impl::CheckDecryptInput(std::string_view ciphertext) {
   return Status::Ok();
 }
 
-VaultResponse VaultBackend::Impl::PostDecrypt(const std::string& body, Deadline deadline) {
-  return tokens.CallWithToken(HttpMethod::kPost,
-                              config.transit_mount + "/decrypt/" + config.transit_key, body,
-                              config.ns, deadline);
+void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadline,
+                                std::function<void()> done) {
+  Impl& m = *impl_;
+  std::vector<DecryptItem*> sent;
+  for (DecryptItem& item : *items) {
+    item.plaintext.clear();
+    item.status = m.CheckDecryptInput(item.ciphertext);
+    if (item.status.ok()) sent.push_back(&item);
+  }
+  if (sent.empty()) return m.http.loop()->Defer(std::move(done));
+  // Each item of a batch carries its index as `reference`, which Vault echoes: the answer is
+  // checked against it, not only trusted to keep the order. A lone item goes in the plain
+  // form, exactly as a single Decrypt.
+  const bool single = sent.size() == 1;
+  size_t reserve = 32;
+  for (const DecryptItem* item : sent) reserve += 48 + JsonStringReserve(item->ciphertext.size());
+  auto body = std::make_shared<std::string>();
+  body->reserve(reserve);
+  body->append(single ? "{" : "{\"batch_input\":[");
+  for (size_t i = 0; i < sent.size(); ++i) {
+    if (!single) body->append(i == 0 ? "{" : ",{");
+    body->append("\"ciphertext\":");
+    AppendJsonString(body.get(), sent[i]->ciphertext);
+    if (!single) body->append(",\"reference\":\"").append(std::to_string(i)).append("\"}");
+  }
+  body->append(single ? "}" : "]}");
+  m.tokens.CallWithToken(
+      HttpMethod::kPost, m.decrypt_path, *body, m.config.ns, deadline,
+      [this, body, sent = std::move(sent), done = std::move(done)](VaultResponse* r) {
+        WipeString(body.get());
+        if (sent.size() > 1) {
+          ReadDecryptBatchAnswer(r, sent, impl_->key_name);
+          return done();
+        }
+        Json::Value* pt = nullptr;
+        if (r->json.isObject() && r->json["data"].isObject() &&
+            r->json["data"]["plaintext"].isString()) {
+          pt = &r->json["data"]["plaintext"];
+        }
+        if (!r->ok()) {
+          if (pt != nullptr) WipeJsonString(pt);
+          sent[0]->status = MapVaultError(VaultOp::kDecrypt, *r, impl_->key_name);
+        } else if (pt == nullptr) {
+          sent[0]->status = Status(Code::kInternal, "vault's decrypt answer has no plaintext");
+        } else {
+          sent[0]->status = TakePlaintext(pt, &sent[0]->plaintext);
+        }
+        done();
+      });
 }
 
-Status VaultBackend::Impl::DecryptOne(std::string_view ciphertext, Deadline deadline,
-                                      std::string* plaintext) {
-  std::string body;
-  body.reserve(32 + JsonStringReserve(ciphertext.size()));
-  body.append("{\"ciphertext\":");
-  AppendJsonString(&body, ciphertext);
-  body.push_back('}');
-  VaultResponse r = PostDecrypt(body, deadline);
-  WipeString(&body);
-  Json::Value* pt = nullptr;
-  if (r.json.isObject() && r.json["data"].isObject() && r.json["data"]["plaintext"].isString()) {
-    pt = &r.json["data"]["plaintext"];
-  }
-  if (!r.ok()) {
-    if (pt != nullptr) WipeJsonString(pt);
-    return MapVaultError(VaultOp::kDecrypt, r, key_name);
-  }
-  if (pt == nullptr) return Status(Code::kInternal, "vault's decrypt answer has no plaintext");
-  return TakePlaintext(pt, plaintext);
+void VaultBackend::EncryptBatch(std::vector<EncryptItem>* items, Deadline deadline) {
+  loop()->Await<bool>([&](std::function<void(bool)> done) {
+    EncryptBatch(items, deadline, [done = std::move(done)] { done(true); });
+  });
+}
+
+void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadline) {
+  loop()->Await<bool>([&](std::function<void(bool)> done) {
+    DecryptBatch(items, deadline, [done = std::move(done)] { done(true); });
+  });
+}
+
+Status VaultBackend::Encrypt(std::string_view plaintext, Deadline deadline, std::string* ciphertext,
+                             std::string* key_id) {
+  std::vector<EncryptItem> items(1);
+  items[0].plaintext = plaintext;
+  EncryptBatch(&items, deadline);
+  if (!items[0].status.ok()) return items[0].status;
+  *ciphertext = std::move(items[0].ciphertext);
+  *key_id = std::move(items[0].key_id);
+  return Status::Ok();
 }
 
 Status VaultBackend::Decrypt(std::string_view ciphertext, Deadline deadline,
                              std::string* plaintext) {
-  if (Status s = impl_->CheckDecryptInput(ciphertext); !s.ok()) return s;
-  return impl_->DecryptOne(ciphertext, deadline, plaintext);
-}
-
-void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadline) {
-  std::vector<DecryptItem*> sent;
-  for (DecryptItem& item : *items) {
-    item.plaintext.clear();
-    item.status = impl_->CheckDecryptInput(item.ciphertext);
-    if (item.status.ok()) sent.push_back(&item);
-  }
-  if (sent.size() <= 1) {
-    // Nothing to share a call with: the plain form, exactly as a lone Decrypt.
-    if (sent.size() == 1) {
-      sent[0]->status = impl_->DecryptOne(sent[0]->ciphertext, deadline, &sent[0]->plaintext);
-    }
-    return;
-  }
-  // Each item carries its index as `reference`, which Vault echoes: the answer is checked
-  // against it, not only trusted to keep the order.
-  size_t reserve = 32;
-  for (const DecryptItem* item : sent) reserve += 48 + JsonStringReserve(item->ciphertext.size());
-  std::string body;
-  body.reserve(reserve);
-  body.append("{\"batch_input\":[");
-  for (size_t i = 0; i < sent.size(); ++i) {
-    body.append(i == 0 ? "{\"ciphertext\":" : ",{\"ciphertext\":");
-    AppendJsonString(&body, sent[i]->ciphertext);
-    body.append(",\"reference\":\"");
-    body.append(std::to_string(i));
-    body.append("\"}");
-  }
-  body.append("]}");
-  VaultResponse r = impl_->PostDecrypt(body, deadline);
-  WipeString(&body);
-
-  ReadDecryptBatchAnswer(&r, sent, impl_->key_name);
+  std::vector<DecryptItem> items(1);
+  items[0].ciphertext = ciphertext;
+  DecryptBatch(&items, deadline);
+  if (!items[0].status.ok()) return items[0].status;
+  *plaintext = std::move(items[0].plaintext);
+  return Status::Ok();
 }
 
 }  // namespace vkms::broker

@@ -1,17 +1,20 @@
-// VaultBackend: the broker's whole view of Vault. The IPC dispatch table (broker.cc) calls
-// only this; the token and the secret-id never leave it.
+// VaultBackend: the broker's whole view of Vault. The IPC dispatch (broker.cc) calls only
+// this; the token and the secret-id never leave it.
 //
-// Thread-safety: every method may be called from many worker threads at once; Vault calls
-// run concurrently (no global lock around HTTP).
+// It runs on one event loop: Vault calls are asynchronous transfers that run concurrently on
+// that loop's thread, with no lock. The broker uses the asynchronous forms from its serving
+// loop; tests and tools use the waiting forms from their own threads.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "broker/event_loop.h"
 #include "broker/vault/config.h"
 #include "shared/status.h"
 #include "shared/vault_metrics.h"
@@ -40,41 +43,65 @@ struct BackendStats {
 
 class VaultBackend {
  public:
+  // On a loop thread of its own: tests and tools, through the blocking forms below.
   explicit VaultBackend(VaultConfig config);
+  // On the caller's loop: the broker's serving loop, through the asynchronous forms.
+  VaultBackend(VaultConfig config, EventLoop* loop);
   ~VaultBackend();
 
   // Starts the background login/renewal and key-metadata refresh. Never blocks on Vault:
-  // when Vault is down the plugin still starts and reports why in Health().
+  // when Vault is down the plugin still starts and reports why in Health(). Any thread.
   void Start();
-  // Stops background threads; in-flight calls finish or fail within their deadlines.
+  // Stops the background work and cancels every call still in flight (their callbacks run
+  // with UNAVAILABLE). The broker drains its calls first. Any thread.
   void Stop();
 
-  // Answered from the cache; never waits on Vault.
+  EventLoop* loop() const;
+
+  // Answered from the cache; never waits on Vault. Any thread (at once on the loop thread).
   BackendHealth Health() const;
   // Also from memory only.
   BackendStats Stats() const;
 
-  // Encrypts with the key version Health() currently reports (pinned), returning Vault's
-  // "vault:vN:..." ciphertext and the key_id of exactly that version.
-  Status Encrypt(std::string_view plaintext, Deadline deadline, std::string* ciphertext,
-                 std::string* key_id);
-  // Decrypts Vault ciphertext; the version comes from its "vault:vN:" prefix.
-  Status Decrypt(std::string_view ciphertext, Deadline deadline, std::string* plaintext);
-
-  // Several Decrypts in one Transit call (`batch_input`), each with its own result: one
-  // ciphertext Vault refuses fails only its own item. One item is sent as a plain Decrypt.
-  // Vault answers items in order; an answer that does not match the request item for item
-  // fails every item rather than risk handing one caller another's plaintext.
+  // Transit calls, each item with its own result. Several items go to Vault as one call
+  // (`batch_input`), one item as the plain form; an item whose input is refused here never
+  // reaches Vault. Vault answers items in order; an answer that does not match the request
+  // item for item (count, order, references) fails every item rather than risk handing one
+  // caller another's result.
+  //
+  // Encrypt uses the key version Health() currently reports (pinned), returning Vault's
+  // "vault:vN:..." ciphertext and the key_id of exactly that version. Decrypt takes the
+  // version from the ciphertext's "vault:vN:" prefix.
+  struct EncryptItem {
+    std::string_view plaintext;  // in
+    std::string ciphertext;      // out, when status is ok
+    std::string key_id;          // out, when status is ok
+    Status status;
+  };
   struct DecryptItem {
     std::string_view ciphertext;  // in
     std::string plaintext;        // out, when status is ok
     Status status;
   };
-  static constexpr size_t kMaxDecryptBatch = 16;
+  // Items per Vault call at most.
+  static constexpr size_t kMaxBatch = 16;
+
+  // Loop thread only. The items (and the views in them) must stay valid until `done` runs, on
+  // the loop thread, never inside the call.
+  void EncryptBatch(std::vector<EncryptItem>* items, Deadline deadline, std::function<void()> done);
+  void DecryptBatch(std::vector<DecryptItem>* items, Deadline deadline, std::function<void()> done);
+
+  // Waiting forms (tests, tools). Never on the loop thread.
+  void EncryptBatch(std::vector<EncryptItem>* items, Deadline deadline);
   void DecryptBatch(std::vector<DecryptItem>* items, Deadline deadline);
+  Status Encrypt(std::string_view plaintext, Deadline deadline, std::string* ciphertext,
+                 std::string* key_id);
+  Status Decrypt(std::string_view ciphertext, Deadline deadline, std::string* plaintext);
 
  private:
   struct Impl;
+  void LogConfiguration() const;
+  std::unique_ptr<LoopThread> own_thread_;  // standalone only
   std::unique_ptr<Impl> impl_;
 };
 

@@ -23,6 +23,16 @@ void ReadDecryptBatchAnswer(VaultResponse* answer,
                             const std::vector<VaultBackend::DecryptItem*>& sent,
                             const std::string& key_name);
 
+// The same for a batch encrypt of `sent` pinned to key `version`: each good item gets its
+// ciphertext (checked to be of that version) and `key_id`.
+void ReadEncryptBatchAnswer(VaultResponse* answer,
+                            const std::vector<VaultBackend::EncryptItem*>& sent, uint64_t version,
+                            const std::string& key_id, const std::string& key_name);
+
+// Reads the answer to a single (not batch) encrypt pinned to key `version`.
+Status ReadEncryptAnswer(const VaultResponse& r, uint64_t version, std::string* ciphertext,
+                         const std::string& key_name);
+
 // Trims leading and trailing '/' so "ns1/" and "/ns1" give the same key_id.
 std::string TrimSlashes(const std::string& s);
 

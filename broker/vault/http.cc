@@ -2,14 +2,15 @@
 
 #include <curl/curl.h>
 #include <json/reader.h>
+#include <sys/epoll.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <random>
-#include <thread>
 
 #include "shared/log.h"
 #include "shared/secret.h"
@@ -135,8 +136,8 @@ bool TransientCurlError(CURLcode rc) {
   }
 }
 
-int Cancelled(void* flag, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0;
+int64_t MicrosSince(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
 }
 
 }  // namespace
@@ -159,50 +160,6 @@ struct VaultHttp::Endpoint {
   long port = 0;
   std::string path;  // request path and query, for redirect targets only
 };
-
-struct VaultHttp::Share {
-  CURLSH* sh = nullptr;
-  std::mutex mu[CURL_LOCK_DATA_LAST];
-
-  static void Lock(CURL*, curl_lock_data data, curl_lock_access, void* userptr) {
-    static_cast<Share*>(userptr)->mu[data].lock();
-  }
-  static void Unlock(CURL*, curl_lock_data data, void* userptr) {
-    static_cast<Share*>(userptr)->mu[data].unlock();
-  }
-  ~Share() {
-    if (sh != nullptr) curl_share_cleanup(sh);
-  }
-};
-
-struct VaultHttp::Exchange {
-  CURLcode rc = CURLE_OK;
-  long status = 0;
-  long os_errno = 0;
-  std::string body;
-  size_t max_body = 0;
-  std::string redirect_url;
-  int64_t retry_after_s = 0;
-  char errbuf[CURL_ERROR_SIZE] = {0};
-
-  ~Exchange() { WipeString(&body); }
-};
-
-size_t VaultHttp::WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
-  auto* ex = static_cast<Exchange*>(userdata);
-  size_t n = size * nmemb;
-  if (ex->body.size() + n > ex->max_body) return 0;  // makes curl fail with CURLE_WRITE_ERROR
-  if (ex->body.size() + n > ex->body.capacity()) {
-    // Grow by hand so the old buffer, which may hold a token or plaintext, is wiped.
-    std::string bigger;
-    bigger.reserve(std::max(2 * ex->body.capacity(), ex->body.size() + n));
-    bigger.append(ex->body);
-    WipeString(&ex->body);
-    ex->body.swap(bigger);
-  }
-  ex->body.append(ptr, n);
-  return n;
-}
 
 namespace {
 
@@ -400,9 +357,144 @@ VaultConfig WithoutRoleId(VaultConfig config) {
   WipeString(&config.role_id);
   return config;
 }
+// ---------------------------------------------------------------------------------------------
+// The client: a curl multi handle in the event loop, pooled easy handles, and one Transfer per
+// logical request.
+
+struct VaultHttp::Slot {
+  CURL* easy = nullptr;
+  Transfer* transfer = nullptr;  // the transfer using it, while in the multi handle
+  std::string body;
+  size_t max_body = 0;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  // The previous transfer's header list, reused while method, namespace and token are the
+  // same (the token changes at a login, not per call). Its token line is wiped when replaced.
+  curl_slist* headers = nullptr;
+  bool headers_post = false;
+  std::string headers_ns;
+  const char* token_line = nullptr;  // inside `headers`; null when it carries no token
+
+  void FreeHeaders() {
+    for (curl_slist* p = headers; p != nullptr; p = p->next) WipeMemory(p->data, strlen(p->data));
+    curl_slist_free_all(headers);
+    headers = nullptr;
+    token_line = nullptr;
+  }
+  ~Slot() {
+    FreeHeaders();
+    WipeString(&body);
+    if (easy != nullptr) curl_easy_cleanup(easy);
+  }
+};
+
+struct VaultHttp::Transfer {
+  TransferId id = 0;
+  VaultRequest req;
+  Done done;
+  Clock::time_point started;
+  bool in_start = true;  // inside Start(): a result found now is delivered later
+  bool finish_after_start = false;
+  int retry = 0;
+  int attempts = 0;  // exchanges of the passes before this one
+  // One pass over the addresses, from pass_start; `last` is the previous address's failure.
+  size_t pass_start = 0;
+  size_t pass_k = 0;
+  VaultResponse last;
+  // The address being tried, and the standby redirects it led to.
+  size_t addr_index = 0;
+  Endpoint ep;
+  int hop = 0;
+  std::string path;  // "/v1/...", or the redirect target's path
+  curl_slist* redirect_connect_to = nullptr;
+  Slot* slot = nullptr;
+  Clock::time_point exchange_started;
+  // The answer of the address being tried; once a pass ends, that pass's result.
+  VaultResponse resp;
+  EventLoop::Timer backoff;
+
+  ~Transfer() { curl_slist_free_all(redirect_connect_to); }
+};
+
+struct VaultHttp::Multi {
+  CURLM* multi = nullptr;
+  CURLSH* share = nullptr;
+  EventLoop::Timer timer;  // libcurl's one timeout
+  // Per configured address: CONNECT_TO for the server-name override (else null).
+  std::vector<curl_slist*> connect_to;
+  std::string protocols;                             // the schemes of the configured addresses
+  std::vector<std::pair<Slot*, CURLcode>> finished;  // scratch for ReadCurlMessages
+};
+
+// libcurl's C callbacks; they only forward to the client.
+struct VaultHttp::Callbacks {
+  static size_t Write(char* ptr, size_t size, size_t nmemb, void* userdata) {
+    auto* s = static_cast<Slot*>(userdata);
+    size_t n = size * nmemb;
+    if (s->body.size() + n > s->max_body) return 0;  // makes curl fail with CURLE_WRITE_ERROR
+    if (s->body.size() + n > s->body.capacity()) {
+      // Grow by hand so the old buffer, which may hold a token or plaintext, is wiped.
+      std::string bigger;
+      bigger.reserve(std::max(2 * s->body.capacity(), s->body.size() + n));
+      bigger.append(s->body);
+      WipeString(&s->body);
+      s->body.swap(bigger);
+    }
+    s->body.append(ptr, n);
+    return n;
+  }
+
+  static int Socket(CURL*, curl_socket_t fd, int what, void* userp, void* socketp) {
+    auto* self = static_cast<VaultHttp*>(userp);
+    auto* watch = static_cast<EventLoop::FdWatch*>(socketp);
+    if (what == CURL_POLL_REMOVE) {
+      self->loop_->RemoveFd(watch);
+      return 0;
+    }
+    uint32_t events =
+        ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+    if (watch == nullptr) {
+      watch = self->loop_->AddFd(fd, events, [self, fd](uint32_t ev) {
+        int flags = ((ev & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+                    ((ev & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+                    ((ev & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+        self->SocketAction(fd, flags);
+      });
+      if (watch == nullptr) return -1;
+      curl_multi_assign(self->multi_->multi, fd, watch);
+    } else if (!self->loop_->ModifyFd(watch, events)) {
+      return -1;
+    }
+    return 0;
+  }
+
+  static int Timer(CURLM*, long timeout_ms, void* userp) {
+    auto* self = static_cast<VaultHttp*>(userp);
+    self->loop_->CancelTimer(&self->multi_->timer);
+    if (timeout_ms < 0) return 0;
+    // Never run from here: libcurl does not allow socket_action inside its own callback.
+    self->multi_->timer =
+        self->loop_->AddTimer(Clock::now() + std::chrono::milliseconds(timeout_ms), [self] {
+          self->multi_->timer = EventLoop::Timer();
+          self->SocketAction(CURL_SOCKET_TIMEOUT, 0);
+        });
+    return 0;
+  }
+};
+
+VaultHttp::VaultHttp(const VaultConfig& config, EventLoop* loop, Options options)
+    : config_(WithoutRoleId(config)), options_(options), loop_(loop) {
+  Init();
+}
 
 VaultHttp::VaultHttp(const VaultConfig& config, Options options)
-    : config_(WithoutRoleId(config)), options_(options), share_(std::make_unique<Share>()) {
+    : config_(WithoutRoleId(config)),
+      options_(options),
+      own_thread_(std::make_unique<LoopThread>()),
+      loop_(own_thread_->loop()) {
+  Init();
+}
+
+void VaultHttp::Init() {
   EnsureCurlGlobalInit();
   if (config_.addrs.empty()) config_error_ = "no vault address configured";
   for (const auto& addr : config_.addrs) {
@@ -428,69 +520,81 @@ VaultHttp::VaultHttp(const VaultConfig& config, Options options)
     if (config_error_.empty()) config_error_ = "max redirects/retries must not be negative";
   }
 
-  share_->sh = curl_share_init();
-  if (share_->sh != nullptr) {
-    // DNS answers and TLS sessions are shared; connections stay per easy handle because
-    // libcurl does not support sharing a connection cache between concurrent threads.
-    curl_share_setopt(share_->sh, CURLSHOPT_LOCKFUNC, &Share::Lock);
-    curl_share_setopt(share_->sh, CURLSHOPT_UNLOCKFUNC, &Share::Unlock);
-    curl_share_setopt(share_->sh, CURLSHOPT_USERDATA, share_.get());
-    curl_share_setopt(share_->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(share_->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  Json::CharReaderBuilder rb;
+  rb["collectComments"] = false;
+  reader_.reset(rb.newCharReader());
+
+  multi_ = std::make_unique<Multi>();
+  multi_->protocols = "https";
+  for (const Endpoint& ep : endpoints_) {
+    if (ep.scheme == "http") multi_->protocols = "http,https";
+    multi_->connect_to.push_back(
+        config_.tls_server_name.empty() ? nullptr : ConnectTo(config_.tls_server_name, ep));
   }
+  multi_->multi = curl_multi_init();
+  if (multi_->multi == nullptr) {
+    if (config_error_.empty()) config_error_ = "out of memory (curl_multi_init)";
+    return;
+  }
+  curl_multi_setopt(multi_->multi, CURLMOPT_SOCKETFUNCTION, &Callbacks::Socket);
+  curl_multi_setopt(multi_->multi, CURLMOPT_SOCKETDATA, this);
+  curl_multi_setopt(multi_->multi, CURLMOPT_TIMERFUNCTION, &Callbacks::Timer);
+  curl_multi_setopt(multi_->multi, CURLMOPT_TIMERDATA, this);
+  // Idle keep-alive connections kept for reuse: the Vault calls the broker runs at once, and
+  // a few for the background jobs (login, renewal, key refresh).
+  curl_multi_setopt(multi_->multi, CURLMOPT_MAXCONNECTS, static_cast<long>(MaxIdleSlots()));
+  multi_->share = curl_share_init();
+  if (multi_->share != nullptr) {
+    // One thread uses them all: no lock callbacks. DNS answers and connections are the multi
+    // handle's already; TLS sessions are per easy handle unless shared.
+    curl_share_setopt(multi_->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  }
+}
+
+curl_slist* VaultHttp::ConnectTo(const std::string& server_name, const Endpoint& ep) {
+  // With a server-name override the URL carries that name (so SNI, certificate verification
+  // and Host use it) while CONNECT_TO sends the TCP connection to the real address. This
+  // works for IP addresses too, unlike CURLOPT_RESOLVE.
+  std::string name = server_name;
+  if (name.find(':') != std::string::npos) name = "[" + name + "]";
+  std::string entry =
+      name + ":" + std::to_string(ep.port) + ":" + ep.host + ":" + std::to_string(ep.port);
+  return curl_slist_append(nullptr, entry.c_str());
+}
+
+size_t VaultHttp::MaxIdleSlots() const {
+  return static_cast<size_t>(std::max(config_.workers, 1)) + 4;
 }
 
 VaultHttp::~VaultHttp() {
-  std::lock_guard<std::mutex> lock(pool_mu_);
-  for (void* h : pool_) curl_easy_cleanup(static_cast<CURL*>(h));
-  pool_.clear();
+  // Nothing may run the loop while the handles go away.
+  if (own_thread_) own_thread_->Join();
+  while (!transfers_.empty()) Cancel(transfers_.begin()->first);
+  for (Slot* s : idle_slots_) delete s;
+  idle_slots_.clear();
+  if (multi_) {
+    if (multi_->multi != nullptr) curl_multi_cleanup(multi_->multi);  // closes the connections
+    loop_->CancelTimer(&multi_->timer);
+    if (multi_->share != nullptr) curl_share_cleanup(multi_->share);
+    for (curl_slist* l : multi_->connect_to) curl_slist_free_all(l);
+  }
 }
 
-void* VaultHttp::CheckoutHandle() {
-  {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    if (!pool_.empty()) {
-      void* h = pool_.back();
-      pool_.pop_back();
-      return h;
-    }
+VaultHttp::Slot* VaultHttp::TakeSlot() {
+  if (!idle_slots_.empty()) {
+    Slot* s = idle_slots_.back();
+    idle_slots_.pop_back();
+    return s;
   }
-  return curl_easy_init();
-}
-
-void VaultHttp::ReturnHandle(void* handle) {
-  if (handle == nullptr) return;
-  {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    // Bound idle handles (and their open connections) by the broker's concurrency.
-    if (pool_.size() < static_cast<size_t>(std::max(config_.workers, 1))) {
-      pool_.push_back(handle);
-      return;
-    }
-  }
-  curl_easy_cleanup(static_cast<CURL*>(handle));
-}
-
-void VaultHttp::Perform(const VaultRequest& req, const Endpoint& ep, const std::string& url,
-                        std::chrono::milliseconds connect_budget, Exchange* ex) {
-  CURL* h = static_cast<CURL*>(CheckoutHandle());
-  if (h == nullptr) {
-    ex->rc = CURLE_OUT_OF_MEMORY;
-    return;
-  }
-  // reset keeps the handle's live connections, TLS session and DNS caches: that is the reuse.
-  curl_easy_reset(h);
-
-  std::chrono::milliseconds remaining = Remaining(req.deadline);
-  if (remaining.count() < 1) remaining = std::chrono::milliseconds(1);
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, ep.scheme.c_str());
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  auto s = std::make_unique<Slot>();
+  CURL* h = s->easy = curl_easy_init();
+  if (h == nullptr) return nullptr;
+  // Everything that is the same for every request, set once for the handle's life.
+  curl_easy_setopt(h, CURLOPT_PRIVATE, s.get());
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, multi_->protocols.c_str());
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);  // redirects are checked and followed here
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(remaining.count()));
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(std::min(remaining, connect_budget).count()));
-  // Each pooled handle owns its connections; HTTP/2 multiplexing would need the multi API.
+  // HTTP/1.1: one request per connection at a time, connections reused from the multi pool.
   curl_easy_setopt(h, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   // The broker talks to Vault directly; the sandbox only allows connecting to Vault's ports.
   curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
@@ -511,305 +615,472 @@ void VaultHttp::Perform(const VaultRequest& req, const Endpoint& ep, const std::
     curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
   }
   if (!config_.client_key.empty()) curl_easy_setopt(h, CURLOPT_SSLKEY, config_.client_key.c_str());
-  if (share_->sh != nullptr) curl_easy_setopt(h, CURLOPT_SHARE, share_->sh);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ex->errbuf);
+  if (multi_->share != nullptr) curl_easy_setopt(h, CURLOPT_SHARE, multi_->share);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "vault-kms/" VKMS_VERSION);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteBody);
-  if (req.cancel != nullptr) {
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &Cancelled);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(req.cancel));
-  }
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, ex);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &Callbacks::Write);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, s.get());
+  s->body.reserve(kInitialBodyReserve);
+  return s.release();
+}
 
-  // With a server-name override the URL carries that name (so SNI, certificate verification
-  // and Host use it) while CONNECT_TO sends the TCP connection to the real address. This
-  // works for IP addresses too, unlike CURLOPT_RESOLVE.
-  curl_slist* connect_to = nullptr;
-  if (!config_.tls_server_name.empty()) {
-    std::string name = config_.tls_server_name;
-    if (name.find(':') != std::string::npos) name = "[" + name + "]";
-    std::string entry =
-        name + ":" + std::to_string(ep.port) + ":" + ep.host + ":" + std::to_string(ep.port);
-    connect_to = curl_slist_append(nullptr, entry.c_str());
-    curl_easy_setopt(h, CURLOPT_CONNECT_TO, connect_to);
+void VaultHttp::ReleaseSlot(Slot* s) {
+  s->transfer = nullptr;
+  WipeString(&s->body);
+  // Bound idle handles by the broker's concurrency (the connections live in the multi pool).
+  if (idle_slots_.size() < MaxIdleSlots()) {
+    idle_slots_.push_back(s);
+  } else {
+    delete s;
   }
+}
 
-  curl_slist* headers = nullptr;
-  bool headers_ok = true;
-  auto add_header = [&](const std::string& line) {
-    curl_slist* next = curl_slist_append(headers, line.c_str());
-    if (next == nullptr)
-      headers_ok = false;
-    else
-      headers = next;
-  };
-  add_header("X-Vault-Request: true");
-  add_header("Expect:");  // no 100-continue round trip
-  if (!req.ns.empty()) add_header("X-Vault-Namespace: " + req.ns);
-  if (!req.token.empty()) {
+bool VaultHttp::SetHeaders(Slot* s, const VaultRequest& req) {
+  const bool post = req.method == HttpMethod::kPost;
+  static constexpr std::string_view kTokenHeader = "X-Vault-Token: ";
+  if (s->headers != nullptr && s->headers_post == post && s->headers_ns == req.ns &&
+      (s->token_line == nullptr) == req.token.empty() &&
+      (req.token.empty() ||
+       std::string_view(s->token_line).substr(kTokenHeader.size()) == req.token)) {
+    return true;
+  }
+  s->FreeHeaders();
+  bool ok = true;
+  auto add = [&](std::string_view a, std::string_view b) {
     std::string line;
-    line.reserve(16 + req.token.size());
-    line.append("X-Vault-Token: ");
-    line.append(req.token);
-    add_header(line);
+    line.reserve(a.size() + b.size());
+    line.append(a);
+    line.append(b);
+    curl_slist* next = curl_slist_append(s->headers, line.c_str());
     WipeString(&line);
-  }
-  if (req.method == HttpMethod::kPost) {
-    add_header("Content-Type: application/json");
-    curl_easy_setopt(h, CURLOPT_POST, 1L);
-    // POSTFIELDS (not COPYPOSTFIELDS): libcurl reads the caller's buffer, no copy to wipe.
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, req.body.empty() ? "" : req.body.data());
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
-  } else {
-    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-  }
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-
-  ex->max_body = options_.max_response_bytes;
-  ex->body.reserve(kInitialBodyReserve);
-  ex->rc = headers_ok ? curl_easy_perform(h) : CURLE_OUT_OF_MEMORY;
-  if (ex->rc == CURLE_OK) {
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ex->status);
-    char* redirect = nullptr;
-    if (curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK && redirect != nullptr) {
-      ex->redirect_url = redirect;
+    if (next == nullptr) {
+      ok = false;
+      return;
     }
-    curl_off_t retry_after = 0;
-    if (curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK) {
-      ex->retry_after_s = static_cast<int64_t>(retry_after);
-    }
-  } else {
-    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &ex->os_errno);
+    s->headers = next;
+  };
+  add("X-Vault-Request: true", "");
+  add("Expect:", "");  // no 100-continue round trip
+  if (!req.ns.empty()) add("X-Vault-Namespace: ", req.ns);
+  if (post) add("Content-Type: application/json", "");
+  if (!req.token.empty()) {
+    add(kTokenHeader, req.token);
+    curl_slist* last = s->headers;
+    while (last != nullptr && last->next != nullptr) last = last->next;
+    if (ok && last != nullptr) s->token_line = last->data;
   }
-  long new_connections = 0;
-  if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &new_connections) == CURLE_OK &&
-      new_connections > 0) {
-    connections_opened_ += static_cast<uint64_t>(new_connections);
+  if (!ok) {
+    s->FreeHeaders();
+    return false;
   }
-
-  // libcurl strdup'ed the header lines, the token among them: wipe before freeing.
-  for (curl_slist* p = headers; p != nullptr; p = p->next) WipeMemory(p->data, strlen(p->data));
-  // Detach our lists and buffers from the handle before it goes back to the pool.
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
-  curl_easy_setopt(h, CURLOPT_CONNECT_TO, nullptr);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
-  curl_slist_free_all(headers);
-  curl_slist_free_all(connect_to);
-  ReturnHandle(h);
+  s->headers_post = post;
+  s->headers_ns = req.ns;
+  curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers);
+  return true;
 }
 
-VaultResponse VaultHttp::TryEndpoint(const VaultRequest& req, const Endpoint& base,
-                                     size_t remaining_addrs) {
-  VaultResponse resp;
-  resp.addr = base.addr;
-  Endpoint ep = base;
-  std::string path = "/v1/" + req.path;
-  for (int hop = 0;; ++hop) {
-    std::chrono::milliseconds remaining = Remaining(req.deadline);
-    if (remaining.count() <= 0) {
-      resp.transport = Code::kDeadlineExceeded;
-      resp.error = "deadline exceeded before vault answered";
-      return resp;
-    }
-    // Leave time for the addresses after this one if this one black-holes the SYN.
-    std::chrono::milliseconds connect_budget = std::max(
-        kMinConnectBudget, remaining / static_cast<int64_t>(std::max<size_t>(remaining_addrs, 1)));
-    std::string url_host = ep.host;
-    if (!config_.tls_server_name.empty()) {
-      url_host = config_.tls_server_name;
-      if (url_host.find(':') != std::string::npos) url_host = "[" + url_host + "]";
-    }
-    std::string url = ep.scheme + "://" + url_host + ":" + std::to_string(ep.port) + path;
-
-    Exchange ex;
-    Clock::time_point started = Clock::now();
-    Perform(req, ep, url, connect_budget, &ex);
-    ++resp.attempts;
-    int64_t ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
-
-    if (ex.rc != CURLE_OK) {
-      // libcurl's clock and ours differ by a hair: a timeout this close to the deadline is it.
-      bool timed_out = ex.rc == CURLE_OPERATION_TIMEDOUT &&
-                       Clock::now() + std::chrono::milliseconds(5) >= req.deadline;
-      resp.transport = timed_out ? Code::kDeadlineExceeded : Code::kUnavailable;
-      resp.error = timed_out ? std::string("vault did not answer before the deadline")
-                             : CurlReason(ex.rc, ex.os_errno, ex.errbuf);
-      resp.status = 0;
-      resp.transient = !timed_out && TransientCurlError(ex.rc);
-      log::Debug("vault request failed", {{"path", req.path},
-                                          {"addr", ep.addr},
-                                          {"error", resp.error},
-                                          {"ms", std::to_string(ms)}});
-      return resp;
-    }
-
-    resp.transport = Code::kOk;
-    resp.transient = false;
-    resp.retry_after = std::chrono::seconds(ex.retry_after_s);
-    resp.status = ex.status;
-    resp.json = Json::Value();
-    resp.error.clear();
-    resp.warnings.clear();
-    if (!ex.body.empty()) {
-      Json::CharReaderBuilder rb;
-      rb["collectComments"] = false;
-      std::unique_ptr<Json::CharReader> reader(rb.newCharReader());
-      std::string errs;
-      if (!reader->parse(ex.body.data(), ex.body.data() + ex.body.size(), &resp.json, &errs)) {
-        resp.json = Json::Value();
-      }
-      WipeString(&ex.body);
-    }
-    if (resp.json.isObject() && resp.json["warnings"].isArray()) {
-      for (const auto& w : resp.json["warnings"]) {
-        if (w.isString()) resp.warnings.push_back(SafeText(w.asString(), 200));
-      }
-    }
-    if (ex.status >= 400) {
-      resp.error = SafeVaultErrors(resp.json);
-    }
-    log::Debug("vault request", {{"path", req.path},
-                                 {"addr", ep.addr},
-                                 {"status", std::to_string(ex.status)},
-                                 {"ms", std::to_string(ms)}});
-
-    if (ex.status != 307 && ex.status != 308) return resp;
-
-    // A standby points at the active node. Follow it ourselves: same method and body, a
-    // bounded number of hops, and never from https to anything weaker.
-    if (hop >= config_.max_redirects) {
-      resp.transport = Code::kUnavailable;
-      resp.error = "too many redirects from vault standby nodes";
-      return resp;
-    }
-    Endpoint next;
-    next.addr = base.addr;
-    std::string error;
-    if (ex.redirect_url.empty() || !ParseUrl(ex.redirect_url, false, &next.scheme, &next.host,
-                                             &next.port, &next.path, &error)) {
-      resp.transport = Code::kUnavailable;
-      resp.error = "vault sent a redirect without a usable location";
-      return resp;
-    }
-    if (next.scheme != "https" && !(next.scheme == "http" && ep.scheme == "http")) {
-      resp.transport = Code::kUnavailable;
-      resp.error = "refusing vault redirect to a non-https address";
-      return resp;
-    }
-    // The broker may connect only to the ports of its --vault-addr values (Landlock enforces it
-    // when confined). Refuse any other port here, confined or not, so the behaviour does not
-    // depend on the kernel and the reason names the fix instead of a sandbox denial.
-    if (std::none_of(endpoints_.begin(), endpoints_.end(),
-                     [&](const Endpoint& e) { return e.port == next.port; })) {
-      resp.transport = Code::kUnavailable;
-      resp.error = "vault standby redirected to port " + std::to_string(next.port) +
-                   ", which is not the port of any --vault-addr; list the active node's address "
-                   "in --vault-addr";
-      return resp;
-    }
-    // A relative Location resolves against our URL, whose host is the override name.
-    if (!config_.tls_server_name.empty() &&
-        (IEquals(next.host, url_host) || IEquals(next.host, config_.tls_server_name))) {
-      next.host = ep.host;
-    }
-    log::Debug("following vault redirect",
-               {{"from", ep.addr},
-                {"to", next.scheme + "://" + next.host + ":" + std::to_string(next.port)}});
-    path = next.path.empty() ? path : next.path;
-    ep = std::move(next);
-  }
+VaultHttp::Transfer* VaultHttp::Find(TransferId id) {
+  auto it = transfers_.find(id);
+  return it == transfers_.end() ? nullptr : it->second.get();
 }
 
-VaultResponse VaultHttp::TryAddresses(const VaultRequest& req) {
-  size_t n = endpoints_.size();
+VaultHttp::TransferId VaultHttp::Start(const VaultRequest& req, Done done) {
+  auto owned = std::make_unique<Transfer>();
+  Transfer* t = owned.get();
+  t->id = ++next_id_;
+  t->req = req;
+  t->done = std::move(done);
+  t->started = Clock::now();
+  transfers_.emplace(t->id, std::move(owned));
+  ++in_flight_;
+  const TransferId id = t->id;
+  if (!config_error_.empty() || endpoints_.empty() || multi_->multi == nullptr) {
+    t->resp.transport = Code::kFailedPrecondition;
+    t->resp.error = config_error_.empty() ? "no usable vault address" : config_error_;
+    Finish(t);
+  } else {
+    BeginPass(t);
+  }
+  // Whatever was decided before any I/O reaches the caller from the loop, not from in here.
+  t = Find(id);
+  if (t != nullptr) {
+    t->in_start = false;
+    if (t->finish_after_start) {
+      loop_->Defer([this, id] {
+        if (Transfer* t = Find(id)) Finish(t);
+      });
+    }
+  }
+  return id;
+}
+
+void VaultHttp::BeginPass(Transfer* t) {
+  if (Clock::now() >= t->req.deadline) {
+    if (t->retry == 0) {
+      t->resp.transport = Code::kDeadlineExceeded;
+      t->resp.error = "deadline exceeded before the vault request";
+    }
+    t->resp.attempts = t->attempts;
+    Finish(t);
+    return;
+  }
+  const size_t n = endpoints_.size();
   size_t start = preferred_.load() % n;
   if (start != 0) {
     // Sticky to the address that last worked, but now and then let one call check whether
     // an earlier (preferred by the operator) address is back.
     int64_t now = SteadyMs();
-    int64_t last = last_reprobe_ms_.load();
-    if (now - last >= options_.reprobe_interval.count() &&
-        last_reprobe_ms_.compare_exchange_strong(last, now)) {
+    if (now - last_reprobe_ms_ >= options_.reprobe_interval.count()) {
+      last_reprobe_ms_ = now;
       start = 0;
     }
   }
-  VaultResponse last;
-  for (size_t k = 0; k < n; ++k) {
-    size_t i = (start + k) % n;
-    VaultResponse r = TryEndpoint(req, endpoints_[i], n - k);
-    if (!FailoverWorthy(r)) {
-      if (r.transport == Code::kOk && preferred_.exchange(i) != i) {
-        // The reprobe clock starts when we move, not at start-up.
-        last_reprobe_ms_.store(SteadyMs());
-        log::Info("vault address in use", {{"addr", endpoints_[i].addr}});
-      }
-      r.attempts += last.attempts;
-      return r;
-    }
-    if (n > 1) {
-      log::Warning("vault address failed; trying the next one",
-                   {{"addr", endpoints_[i].addr}, {"error", r.error}});
-    }
-    r.attempts += last.attempts;
-    last = std::move(r);
-  }
-  return last;
+  t->pass_start = start;
+  t->pass_k = 0;
+  t->last = VaultResponse();
+  BeginEndpoint(t, start);
 }
 
-VaultResponse VaultHttp::Call(const VaultRequest& req) {
-  auto start = Clock::now();
-  VaultResponse resp = CallUntimed(req);
-  request_metrics_.Record(req.path, resp.status,
-                          std::chrono::duration<double>(Clock::now() - start).count());
-  return resp;
+void VaultHttp::BeginEndpoint(Transfer* t, size_t addr_index) {
+  t->addr_index = addr_index;
+  t->ep = endpoints_[addr_index];
+  t->hop = 0;
+  t->path = "/v1/" + t->req.path;
+  curl_slist_free_all(t->redirect_connect_to);
+  t->redirect_connect_to = nullptr;
+  t->resp = VaultResponse();
+  t->resp.addr = t->ep.addr;
+  Exchange(t);
 }
 
-VaultResponse VaultHttp::CallUntimed(const VaultRequest& req) {
-  VaultResponse resp;
-  if (!config_error_.empty() || endpoints_.empty()) {
-    resp.transport = Code::kFailedPrecondition;
-    resp.error = config_error_.empty() ? "no usable vault address" : config_error_;
-    return resp;
+void VaultHttp::Exchange(Transfer* t) {
+  std::chrono::milliseconds remaining = Remaining(t->req.deadline);
+  if (remaining.count() <= 0) {
+    t->resp.transport = Code::kDeadlineExceeded;
+    t->resp.error = "deadline exceeded before vault answered";
+    EndpointDone(t);
+    return;
   }
-  int attempts = 0;
-  for (int retry = 0;; ++retry) {
-    if (Clock::now() >= req.deadline) {
-      if (retry == 0) {
-        resp.transport = Code::kDeadlineExceeded;
-        resp.error = "deadline exceeded before the vault request";
-      }
-      resp.attempts = attempts;
-      return resp;
+  // Leave time for the addresses after this one if this one black-holes the SYN.
+  const size_t addrs_left = endpoints_.size() - t->pass_k;
+  std::chrono::milliseconds connect_budget = std::max(
+      kMinConnectBudget, remaining / static_cast<int64_t>(std::max<size_t>(addrs_left, 1)));
+
+  Slot* s = TakeSlot();
+  if (s == nullptr || !SetHeaders(s, t->req)) {
+    if (s != nullptr) ReleaseSlot(s);
+    ExchangeFailed(t, CURLE_OUT_OF_MEMORY, 0, "");
+    return;
+  }
+  CURL* h = s->easy;
+  url_.clear();
+  url_.append(t->ep.scheme).append("://");
+  if (config_.tls_server_name.empty()) {
+    url_.append(t->ep.host);
+  } else if (config_.tls_server_name.find(':') != std::string::npos) {
+    url_.append("[").append(config_.tls_server_name).append("]");
+  } else {
+    url_.append(config_.tls_server_name);
+  }
+  url_.append(":").append(std::to_string(t->ep.port)).append(t->path);
+  curl_easy_setopt(h, CURLOPT_URL, url_.c_str());
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(remaining.count()));
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(std::min(remaining, connect_budget).count()));
+  if (!config_.tls_server_name.empty()) {
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO,
+                     t->hop == 0 ? multi_->connect_to[t->addr_index] : t->redirect_connect_to);
+  }
+  if (t->req.method == HttpMethod::kPost) {
+    // POSTFIELDS (not COPYPOSTFIELDS): libcurl reads the caller's buffer, no copy to wipe.
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, t->req.body.empty() ? "" : t->req.body.data());
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->req.body.size()));
+  } else {
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+  }
+  s->max_body = options_.max_response_bytes;
+  s->errbuf[0] = '\0';
+  s->transfer = t;
+  t->slot = s;
+  t->exchange_started = Clock::now();
+  if (curl_multi_add_handle(multi_->multi, h) != CURLM_OK) {
+    s->transfer = nullptr;
+    t->slot = nullptr;
+    ReleaseSlot(s);
+    ExchangeFailed(t, CURLE_OUT_OF_MEMORY, 0, "");
+  }
+}
+
+void VaultHttp::SocketAction(int fd, int curl_events) {
+  int running = 0;
+  curl_multi_socket_action(multi_->multi, fd, curl_events, &running);
+  ReadCurlMessages();
+}
+
+void VaultHttp::ReadCurlMessages() {
+  // Collected first: finishing one may start or cancel others, which changes the message list.
+  auto& finished = multi_->finished;
+  finished.clear();
+  int left = 0;
+  while (CURLMsg* m = curl_multi_info_read(multi_->multi, &left)) {
+    if (m->msg != CURLMSG_DONE) continue;
+    Slot* s = nullptr;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &s);
+    if (s != nullptr) finished.emplace_back(s, m->data.result);
+  }
+  std::vector<std::pair<Slot*, CURLcode>> batch;
+  batch.swap(finished);
+  for (auto [s, rc] : batch) OnExchangeDone(s, rc);
+  batch.clear();
+  if (finished.empty()) finished.swap(batch);  // keep the capacity for the next round
+}
+
+void VaultHttp::OnExchangeDone(Slot* s, int code) {
+  Transfer* t = s->transfer;
+  CURL* h = s->easy;
+  const CURLcode rc = static_cast<CURLcode>(code);
+  long status = 0, os_errno = 0, new_connections = 0;
+  std::string redirect_url;
+  curl_off_t retry_after = 0;
+  if (rc == CURLE_OK) {
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    char* redirect = nullptr;
+    if (curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK && redirect != nullptr) {
+      redirect_url = redirect;
     }
-    resp = TryAddresses(req);
-    attempts += resp.attempts;
-    resp.attempts = attempts;
+    curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after);
+  } else {
+    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+  }
+  if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &new_connections) == CURLE_OK &&
+      new_connections > 0) {
+    connections_opened_ += static_cast<uint64_t>(new_connections);
+  }
+  curl_multi_remove_handle(multi_->multi, h);
+  t->slot = nullptr;
+  if (rc != CURLE_OK) {
+    std::string errbuf = s->errbuf;
+    ReleaseSlot(s);
+    ExchangeFailed(t, rc, os_errno, errbuf);
+    return;
+  }
+  ++t->resp.attempts;
+  VaultResponse& resp = t->resp;
+  resp.transport = Code::kOk;
+  resp.transient = false;
+  resp.retry_after = std::chrono::seconds(static_cast<int64_t>(retry_after));
+  resp.status = status;
+  resp.json = Json::Value();
+  resp.error.clear();
+  resp.warnings.clear();
+  if (!s->body.empty()) {
+    std::string errs;
+    if (!reader_->parse(s->body.data(), s->body.data() + s->body.size(), &resp.json, &errs)) {
+      resp.json = Json::Value();
+    }
+  }
+  ReleaseSlot(s);  // wipes the raw answer
+  if (resp.json.isObject()) {
+    const Json::Value& warnings = resp.json["warnings"];
+    if (warnings.isArray()) {
+      for (const auto& w : warnings) {
+        if (w.isString()) resp.warnings.push_back(SafeText(w.asString(), 200));
+      }
+    }
+  }
+  if (status >= 400) resp.error = SafeVaultErrors(resp.json);
+  if (log::DebugEnabled()) {
+    log::Debug("vault request", {{"path", t->req.path},
+                                 {"addr", t->ep.addr},
+                                 {"status", std::to_string(status)},
+                                 {"ms", std::to_string(MicrosSince(t->exchange_started) / 1000)}});
+  }
+  if (status != 307 && status != 308) {
+    EndpointDone(t);
+    return;
+  }
+  FollowRedirect(t, redirect_url);
+}
 
-    bool retryable = (resp.transport == Code::kUnavailable && resp.transient) ||
-                     (resp.transport == Code::kOk && (resp.status == 429 || resp.status == 500 ||
-                                                      resp.status == 502 || resp.status == 503));
-    if (!retryable || retry >= config_.max_retries) return resp;
+void VaultHttp::ExchangeFailed(Transfer* t, int code, long os_errno, const std::string& errbuf) {
+  const CURLcode rc = static_cast<CURLcode>(code);
+  ++t->resp.attempts;
+  VaultResponse& resp = t->resp;
+  // libcurl's clock and ours differ by a hair: a timeout this close to the deadline is it.
+  bool timed_out = rc == CURLE_OPERATION_TIMEDOUT &&
+                   Clock::now() + std::chrono::milliseconds(5) >= t->req.deadline;
+  resp.transport = timed_out ? Code::kDeadlineExceeded : Code::kUnavailable;
+  resp.error = timed_out ? std::string("vault did not answer before the deadline")
+                         : CurlReason(rc, os_errno, errbuf.c_str());
+  resp.status = 0;
+  resp.transient = !timed_out && TransientCurlError(rc);
+  if (log::DebugEnabled()) {
+    log::Debug("vault request failed",
+               {{"path", t->req.path},
+                {"addr", t->ep.addr},
+                {"error", resp.error},
+                {"ms", std::to_string(MicrosSince(t->exchange_started) / 1000)}});
+  }
+  EndpointDone(t);
+}
 
-    std::chrono::milliseconds delay = Jitter(
-        std::min(options_.retry_max, options_.retry_base * (int64_t{1} << std::min(retry, 20))));
-    // Retry-After is the server's own estimate; it may exceed retry_max but never the deadline.
-    if (resp.status == 429 && resp.retry_after.count() > 0) delay = resp.retry_after;
-    if (Clock::now() + delay >= req.deadline) return resp;
-    if (req.cancel != nullptr && req.cancel->load()) return resp;
-    log::Debug("retrying vault request", {{"path", req.path},
+void VaultHttp::FollowRedirect(Transfer* t, const std::string& location) {
+  // A standby points at the active node. Follow it ourselves: same method and body, a
+  // bounded number of hops, and never from https to anything weaker.
+  VaultResponse& resp = t->resp;
+  if (t->hop >= config_.max_redirects) {
+    resp.transport = Code::kUnavailable;
+    resp.error = "too many redirects from vault standby nodes";
+    EndpointDone(t);
+    return;
+  }
+  Endpoint next;
+  next.addr = t->ep.addr;
+  std::string error;
+  if (location.empty() ||
+      !ParseUrl(location, false, &next.scheme, &next.host, &next.port, &next.path, &error)) {
+    resp.transport = Code::kUnavailable;
+    resp.error = "vault sent a redirect without a usable location";
+    EndpointDone(t);
+    return;
+  }
+  if (next.scheme != "https" && !(next.scheme == "http" && t->ep.scheme == "http")) {
+    resp.transport = Code::kUnavailable;
+    resp.error = "refusing vault redirect to a non-https address";
+    EndpointDone(t);
+    return;
+  }
+  // The broker may connect only to the ports of its --vault-addr values (Landlock enforces it
+  // when confined). Refuse any other port here, confined or not, so the behaviour does not
+  // depend on the kernel and the reason names the fix instead of a sandbox denial.
+  if (std::none_of(endpoints_.begin(), endpoints_.end(),
+                   [&](const Endpoint& e) { return e.port == next.port; })) {
+    resp.transport = Code::kUnavailable;
+    resp.error = "vault standby redirected to port " + std::to_string(next.port) +
+                 ", which is not the port of any --vault-addr; list the active node's address "
+                 "in --vault-addr";
+    EndpointDone(t);
+    return;
+  }
+  // A relative Location resolves against our URL, whose host is the override name.
+  if (!config_.tls_server_name.empty()) {
+    std::string url_host = config_.tls_server_name;
+    if (url_host.find(':') != std::string::npos) url_host = "[" + url_host + "]";
+    if (IEquals(next.host, url_host) || IEquals(next.host, config_.tls_server_name)) {
+      next.host = t->ep.host;
+    }
+  }
+  log::Debug("following vault redirect",
+             {{"from", t->ep.addr},
+              {"to", next.scheme + "://" + next.host + ":" + std::to_string(next.port)}});
+  if (!next.path.empty()) t->path = next.path;
+  t->ep = std::move(next);
+  ++t->hop;
+  curl_slist_free_all(t->redirect_connect_to);
+  t->redirect_connect_to =
+      config_.tls_server_name.empty() ? nullptr : ConnectTo(config_.tls_server_name, t->ep);
+  Exchange(t);
+}
+
+void VaultHttp::EndpointDone(Transfer* t) {
+  VaultResponse& r = t->resp;
+  const size_t n = endpoints_.size();
+  const size_t i = t->addr_index;
+  if (!FailoverWorthy(r)) {
+    if (r.transport == Code::kOk && preferred_.exchange(i) != i) {
+      // The reprobe clock starts when we move, not at start-up.
+      last_reprobe_ms_ = SteadyMs();
+      log::Info("vault address in use", {{"addr", endpoints_[i].addr}});
+    }
+    r.attempts += t->last.attempts;
+    PassDone(t);
+    return;
+  }
+  if (n > 1) {
+    log::Warning("vault address failed; trying the next one",
+                 {{"addr", endpoints_[i].addr}, {"error", r.error}});
+  }
+  r.attempts += t->last.attempts;
+  t->last = std::move(r);
+  if (++t->pass_k < n) {
+    BeginEndpoint(t, (t->pass_start + t->pass_k) % n);
+    return;
+  }
+  t->resp = std::move(t->last);
+  t->last = VaultResponse();
+  PassDone(t);
+}
+
+void VaultHttp::PassDone(Transfer* t) {
+  VaultResponse& resp = t->resp;
+  t->attempts += resp.attempts;
+  resp.attempts = t->attempts;
+  bool retryable = (resp.transport == Code::kUnavailable && resp.transient) ||
+                   (resp.transport == Code::kOk && (resp.status == 429 || resp.status == 500 ||
+                                                    resp.status == 502 || resp.status == 503));
+  if (!retryable || t->retry >= config_.max_retries) {
+    Finish(t);
+    return;
+  }
+  std::chrono::milliseconds delay = Jitter(
+      std::min(options_.retry_max, options_.retry_base * (int64_t{1} << std::min(t->retry, 20))));
+  // Retry-After is the server's own estimate; it may exceed retry_max but never the deadline.
+  if (resp.status == 429 && resp.retry_after.count() > 0) delay = resp.retry_after;
+  if (Clock::now() + delay >= t->req.deadline) {
+    Finish(t);
+    return;
+  }
+  if (log::DebugEnabled()) {
+    log::Debug("retrying vault request", {{"path", t->req.path},
                                           {"status", std::to_string(resp.status)},
                                           {"error", resp.error},
                                           {"delay_ms", std::to_string(delay.count())}});
-    // Sleep in slices so a cancelled background call does not hold up Stop().
-    for (Clock::time_point until = Clock::now() + delay; Clock::now() < until;) {
-      if (req.cancel != nullptr && req.cancel->load()) return resp;
-      std::this_thread::sleep_for(
-          std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(50)));
-    }
   }
+  ++t->retry;
+  const TransferId id = t->id;
+  t->backoff = loop_->AddTimer(Clock::now() + delay, [this, id] {
+    Transfer* t = Find(id);
+    if (t == nullptr) return;
+    t->backoff = EventLoop::Timer();
+    BeginPass(t);
+  });
+}
+
+void VaultHttp::Finish(Transfer* t) {
+  if (t->in_start) {
+    t->finish_after_start = true;
+    return;
+  }
+  request_metrics_.Record(t->req.path, t->resp.status,
+                          std::chrono::duration<double>(Clock::now() - t->started).count());
+  // Out of the table before the callback, which may start or cancel other transfers.
+  auto node = transfers_.extract(t->id);
+  --in_flight_;
+  Done done = std::move(t->done);
+  done(&t->resp);
+}
+
+void VaultHttp::Cancel(TransferId id) {
+  Transfer* t = Find(id);
+  if (t == nullptr) return;
+  if (t->slot != nullptr) {
+    curl_multi_remove_handle(multi_->multi, t->slot->easy);
+    ReleaseSlot(t->slot);
+    t->slot = nullptr;
+  }
+  loop_->CancelTimer(&t->backoff);
+  t->resp = VaultResponse();
+  t->resp.transport = Code::kUnavailable;
+  t->resp.error = "cancelled";
+  t->resp.attempts = t->attempts;
+  t->in_start = false;
+  Finish(t);
+}
+
+VaultResponse VaultHttp::Call(const VaultRequest& req) {
+  return loop_->Await<VaultResponse>([this, &req](std::function<void(VaultResponse)> done) {
+    Start(req, [done = std::move(done)](VaultResponse* r) { done(std::move(*r)); });
+  });
 }
 
 }  // namespace vkms::broker

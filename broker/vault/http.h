@@ -2,14 +2,23 @@
 // {"errors": [...]}, 307 to the active node, sealed/standby 503s, 429 rate limits) but not
 // what any endpoint means; TokenManager and KeyCache/VaultBackend give the calls meaning.
 //
-// Callers: TokenManager (login, renew, and every call that carries a token, through
-// CallWithToken), and tests. Assumes curl_global_init has run (EnsureCurlGlobalInit) before
-// the first VaultHttp is built. Thread-safe: calls run concurrently, each on its own pooled
-// easy handle; connections are kept alive per handle and reused by later calls.
+// One logical request is a Transfer: a small state machine driven by the event loop. Each
+// HTTP exchange runs on a pooled libcurl easy handle inside one curl multi handle whose
+// sockets and timer are in the loop's poll; the transfer then follows a 307 (bounded, https
+// only, listed ports only), fails over to the next --vault-addr, or, after a pass over every
+// address, waits out a backoff (or Retry-After) on a loop timer and tries again, all within the
+// request's deadline. Easy handles are configured once (TLS, CA, client certificate, callbacks)
+// and reused; a transfer sets only its URL, headers, body and timeouts. Connections stay alive
+// in the multi handle's pool and are reused by any later transfer.
 //
-// Secrets: request bodies and tokens are passed as views and handed to libcurl without
-// copies of ours; they are never logged. Raw response bytes are wiped after parsing; the
-// parsed Json::Value may hold a token or plaintext, and the caller wipes those strings with
+// Callers: TokenManager (login, renew, and every call that carries a token, through
+// CallWithToken), and tests. Start/Cancel run on the loop thread only; Call() is the blocking
+// face for tests and `check`, from any other thread. Assumes curl_global_init has run
+// (EnsureCurlGlobalInit) before the first VaultHttp is built.
+//
+// Secrets: request bodies and tokens are passed as views and handed to libcurl without copies
+// of ours; they are never logged. Raw response bytes are wiped after parsing; the parsed
+// Json::Value may hold a token or plaintext, and the caller wipes those strings with
 // WipeJsonString once it has taken them.
 #pragma once
 
@@ -18,15 +27,22 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
+#include "broker/event_loop.h"
 #include "broker/vault/config.h"
 #include "shared/status.h"
 #include "shared/vault_metrics.h"
+
+namespace Json {
+class CharReader;
+}
+struct curl_slist;
 
 namespace vkms::broker {
 
@@ -38,19 +54,17 @@ enum class HttpMethod { kGet, kPost };
 struct VaultRequest {
   HttpMethod method = HttpMethod::kGet;
   std::string path;        // below /v1/, e.g. "transit/encrypt/kms"
-  std::string_view body;   // JSON for POST; may hold secrets; must outlive Call()
-  std::string_view token;  // "" = no X-Vault-Token header
+  std::string_view body;   // JSON for POST; may hold secrets; must outlive the transfer
+  std::string_view token;  // "" = no X-Vault-Token header; must outlive the transfer
   std::string ns;          // "" = no X-Vault-Namespace header
   Deadline deadline;
-  // Optional: when it becomes true the request is abandoned (Stop() of a background loop).
-  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct VaultResponse {
   // kOk when an HTTP answer arrived (whatever its status). Otherwise kUnavailable (no
-  // address answered), kDeadlineExceeded (the caller's deadline passed) or
-  // kFailedPrecondition (the configuration cannot work, e.g. no valid address), with a short
-  // safe reason in `error`.
+  // address answered, or the transfer was cancelled), kDeadlineExceeded (the caller's deadline
+  // passed) or kFailedPrecondition (the configuration cannot work, e.g. no valid address), with
+  // a short safe reason in `error`.
   Code transport = Code::kOk;
   long status = 0;
   Json::Value json;  // parsed body; null when empty or not JSON
@@ -79,62 +93,98 @@ class VaultHttp {
     size_t max_response_bytes = 1 << 20;
   };
 
+  // On the caller's loop (the broker's serving loop, or another component's).
+  VaultHttp(const VaultConfig& config, EventLoop* loop) : VaultHttp(config, loop, Options()) {}
+  VaultHttp(const VaultConfig& config, EventLoop* loop, Options options);
+  // On a loop thread of its own (tests, `check`).
   explicit VaultHttp(const VaultConfig& config) : VaultHttp(config, Options()) {}
   VaultHttp(const VaultConfig& config, Options options);
   ~VaultHttp();
   VaultHttp(const VaultHttp&) = delete;
   VaultHttp& operator=(const VaultHttp&) = delete;
 
+  EventLoop* loop() const { return loop_; }
+
   // "" when every address parsed and the TLS settings are usable; otherwise why not (safe).
   const std::string& config_error() const { return config_error_; }
 
   // One logical Vault request: failover across addresses, 307 redirects, bounded retries with
-  // backoff, all within req.deadline. Never throws.
+  // backoff, all within req.deadline. Loop thread only. `done` runs exactly once, on the loop
+  // thread and never inside Start(), with the response (which it may modify or move from).
+  // The views in `req` must stay valid until then.
+  using Done = std::function<void(VaultResponse*)>;
+  using TransferId = uint64_t;
+  TransferId Start(const VaultRequest& req, Done done);
+  // Abandons a transfer (Stop() of a background job): its `done` runs at once with transport
+  // kUnavailable, "cancelled". Unknown or finished ids are ignored. Loop thread only.
+  void Cancel(TransferId id);
+  // Start() and wait for the answer. Never on the loop thread.
   VaultResponse Call(const VaultRequest& req);
 
   // Latency of every logical request by {operation, code}, and the last contact (metrics).
   const metrics::VaultRequestMetrics& request_metrics() const { return request_metrics_; }
 
-  // Index of the address calls currently start from (tests/metrics).
+  // Index of the address calls currently start from (tests/metrics). Any thread.
   size_t preferred_addr() const { return preferred_.load(); }
-  // TCP connections opened so far; with keep-alive it stays near the number of concurrent
-  // callers however many requests they make (tests/metrics).
+  // TCP connections opened so far; with keep-alive it stays near the number of transfers in
+  // flight at once however many requests they make (tests/metrics). Any thread.
   uint64_t connections_opened() const { return connections_opened_.load(); }
+  // Transfers started and not yet done (tests). Any thread.
+  size_t in_flight() const { return in_flight_.load(); }
 
  private:
   struct Endpoint;
-  struct Share;
-  struct Exchange;
+  struct Slot;
+  struct Transfer;
+  struct Multi;
+  struct Callbacks;
 
-  VaultResponse CallUntimed(const VaultRequest& req);
-  static size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata);
-  void* CheckoutHandle();
-  void ReturnHandle(void* handle);
-  // One pass over the addresses (failover + redirects); no retries.
-  VaultResponse TryAddresses(const VaultRequest& req);
-  // One address, following at most max_redirects 307s.
-  VaultResponse TryEndpoint(const VaultRequest& req, const Endpoint& ep, size_t remaining_addrs);
-  // A single HTTP exchange.
-  void Perform(const VaultRequest& req, const Endpoint& ep, const std::string& url,
-               std::chrono::milliseconds connect_budget, Exchange* ex);
+  void Init();
+  static curl_slist* ConnectTo(const std::string& server_name, const Endpoint& ep);
+  size_t MaxIdleSlots() const;
+  Transfer* Find(TransferId id);
+
+  // The steps of a Transfer, in the order they happen: a pass over the addresses (after a
+  // backoff for a retry), each address with its redirects, each of those one exchange.
+  void BeginPass(Transfer* t);
+  void BeginEndpoint(Transfer* t, size_t addr_index);
+  void Exchange(Transfer* t);
+  void OnExchangeDone(Slot* slot, int curl_code);
+  void ExchangeFailed(Transfer* t, int curl_code, long os_errno, const std::string& errbuf);
+  void FollowRedirect(Transfer* t, const std::string& location);
+  void EndpointDone(Transfer* t);
+  void PassDone(Transfer* t);
+  void Finish(Transfer* t);
+
+  Slot* TakeSlot();
+  void ReleaseSlot(Slot* slot);
+  bool SetHeaders(Slot* slot, const VaultRequest& req);
+  // Hands libcurl's finished exchanges to OnExchangeDone.
+  void ReadCurlMessages();
+  void SocketAction(int fd, int curl_events);
 
   const VaultConfig config_;
   const Options options_;
+  std::unique_ptr<LoopThread> own_thread_;  // standalone only
+  EventLoop* loop_ = nullptr;
   std::string config_error_;
   std::vector<Endpoint> endpoints_;
-  std::unique_ptr<Share> share_;
-
-  std::mutex pool_mu_;
-  std::vector<void*> pool_;  // idle CURL* easy handles, each keeping its connections alive
+  std::unique_ptr<Multi> multi_;
+  std::unique_ptr<Json::CharReader> reader_;  // one per loop, reused for every answer
+  std::vector<Slot*> idle_slots_;             // easy handles, configured once, reused
+  std::unordered_map<TransferId, std::unique_ptr<Transfer>> transfers_;
+  TransferId next_id_ = 0;
+  std::string url_;  // scratch buffer for the URL (libcurl copies it)
 
   std::atomic<size_t> preferred_{0};
+  int64_t last_reprobe_ms_ = 0;
   metrics::VaultRequestMetrics request_metrics_;
-  std::atomic<int64_t> last_reprobe_ms_{0};
   std::atomic<uint64_t> connections_opened_{0};
+  std::atomic<size_t> in_flight_{0};
 };
 
-// A delay drawn uniformly from [d/2, d]: spreads the retries of many brokers (or threads)
-// that failed at the same moment.
+// A delay drawn uniformly from [d/2, d]: spreads the retries of many brokers that failed at
+// the same moment.
 std::chrono::milliseconds Jitter(std::chrono::milliseconds d);
 
 // A copy of `config` without the role-id, for the parts of the broker that do not log in:

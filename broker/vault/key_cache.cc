@@ -183,77 +183,85 @@ Status KeyCache::ParseKeyMetadata(const Json::Value& data, const std::string& ns
 }
 
 KeyCache::KeyCache(const VaultConfig& config, TokenManager* tokens, Options options)
-    : config_(WithoutRoleId(config)), tokens_(tokens), options_(options) {}
+    : config_(WithoutRoleId(config)), tokens_(tokens), loop_(tokens->loop()), options_(options) {}
 
 KeyCache::~KeyCache() {
   Stop();
 }
 
 void KeyCache::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (thread_.joinable()) return;
-  stop_ = false;
-  cancel_.store(false);
-  thread_ = std::thread(&KeyCache::Run, this);
+  loop_->Call([this] {
+    if (started_) return;
+    started_ = true;
+    Schedule(Clock::now());
+  });
 }
 
 void KeyCache::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-    cancel_.store(true);
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  loop_->Call([this] {
+    started_ = false;
+    loop_->CancelTimer(&timer_);
+    if (background_call_ != 0) tokens_->Cancel(background_call_);
+  });
+}
+
+void KeyCache::Schedule(Clock::time_point at) {
+  loop_->CancelTimer(&timer_);
+  if (!started_) return;
+  timer_ = loop_->AddTimer(at, [this] {
+    timer_ = EventLoop::Timer();
+    RunBackground();
+  });
 }
 
 void KeyCache::RequestRefresh() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Clock::time_point now = Clock::now();
-    if (last_on_demand_ != Clock::time_point() &&
-        now - last_on_demand_ < options_.on_demand_min_interval) {
-      return;
-    }
-    last_on_demand_ = now;
-    on_demand_ = true;
+  Clock::time_point now = Clock::now();
+  if (last_on_demand_ != Clock::time_point() &&
+      now - last_on_demand_ < options_.on_demand_min_interval) {
+    return;
   }
-  cv_.notify_all();
+  last_on_demand_ = now;
+  on_demand_ = true;
+  // One in flight already: it is followed by another as soon as it is done.
+  if (!background_in_flight_) Schedule(now);
 }
 
-void KeyCache::Run() {
-  std::chrono::milliseconds backoff{0};
-  Clock::time_point next = Clock::now();
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_) {
-    if (!on_demand_ && Clock::now() < next) {
-      cv_.wait_until(lock, next, [&] { return stop_ || on_demand_; });
-      continue;
-    }
-    on_demand_ = false;
-    lock.unlock();
-    std::chrono::milliseconds timeout = std::min(
-        options_.background_timeout, std::max(config_.key_refresh_interval, options_.retry_min));
-    Status s = Refresh(Clock::now() + timeout, &cancel_);
+void KeyCache::RunBackground() {
+  on_demand_ = false;
+  background_in_flight_ = true;
+  std::chrono::milliseconds timeout = std::min(
+      options_.background_timeout, std::max(config_.key_refresh_interval, options_.retry_min));
+  background_call_ = Refresh(Clock::now() + timeout, [this](const Status& s) {
+    background_in_flight_ = false;
+    background_call_ = 0;
+    if (!started_) return;
+    Clock::time_point next;
     if (s.ok()) {
-      backoff = std::chrono::milliseconds(0);
+      backoff_ = std::chrono::milliseconds(0);
       next = Clock::now() + config_.key_refresh_interval;
     } else {
       // Retry sooner than the regular interval, backing off, but never slower than it.
-      backoff = backoff.count() == 0 ? options_.retry_min : backoff * 2;
-      backoff = std::min(backoff, config_.key_refresh_interval);
-      next = Clock::now() + Jitter(std::max(backoff, std::chrono::milliseconds(1)));
+      backoff_ = backoff_.count() == 0 ? options_.retry_min : backoff_ * 2;
+      backoff_ = std::min(backoff_, config_.key_refresh_interval);
+      next = Clock::now() + Jitter(std::max(backoff_, std::chrono::milliseconds(1)));
     }
-    lock.lock();
-  }
+    Schedule(on_demand_ ? Clock::now() : next);
+  });
 }
 
-Status KeyCache::Refresh(Deadline deadline, const std::atomic<bool>* cancel) {
-  Clock::time_point started = Clock::now();
+TokenManager::CallId KeyCache::Refresh(Deadline deadline, std::function<void(const Status&)> done) {
+  const Clock::time_point started = Clock::now();
+  return tokens_->CallWithToken(
+      HttpMethod::kGet, config_.transit_mount + "/keys/" + config_.transit_key, "", config_.ns,
+      deadline, [this, started, done = std::move(done)](VaultResponse* r) {
+        Status s = Apply(r, started);
+        done(s);
+      });
+}
+
+Status KeyCache::Apply(VaultResponse* response, Clock::time_point started) {
+  const VaultResponse& r = *response;
   const std::string name = config_.transit_mount + "/" + config_.transit_key;
-  VaultResponse r = tokens_->CallWithToken(HttpMethod::kGet,
-                                           config_.transit_mount + "/keys/" + config_.transit_key,
-                                           "", config_.ns, deadline, cancel);
   Status s;
   auto meta = std::make_shared<KeyMetadata>();
   if (r.transport == Code::kUnauthenticated) {
@@ -278,10 +286,10 @@ Status KeyCache::Refresh(Deadline deadline, const std::atomic<bool>* cancel) {
     s = ParseKeyMetadata(r.json.isObject() ? r.json["data"] : Json::Value(), config_.ns,
                          config_.transit_mount, config_.transit_key, meta.get());
   }
-
-  std::lock_guard<std::mutex> lock(mu_);
-  // Two refreshes may overlap (background and a test or on-demand caller): an older answer
-  // must not replace a newer one.
+  // A refresh cancelled by Stop() changes nothing.
+  if (!started_ && r.transport == Code::kUnavailable && r.error == "cancelled") return s;
+  // Two refreshes may overlap (background and on demand): an older answer must not replace a
+  // newer one.
   if (started < last_applied_start_) return s;
   last_applied_start_ = started;
   if (!s.ok()) {
@@ -309,22 +317,22 @@ Status KeyCache::Refresh(Deadline deadline, const std::atomic<bool>* cancel) {
 }
 
 std::shared_ptr<const KeyMetadata> KeyCache::Current() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return meta_;
+  return loop_->Call([this] { return meta_; });
 }
 
 KeyCacheState KeyCache::State() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  KeyCacheState st;
-  st.meta = meta_;
-  st.last_refresh_ok = last_ok_;
-  st.last_error = last_error_;
-  if (meta_) {
-    st.age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_success_);
-  }
-  st.refreshes_ok = refreshes_ok_;
-  st.refreshes_failed = refreshes_failed_;
-  return st;
+  return loop_->Call([this] {
+    KeyCacheState st;
+    st.meta = meta_;
+    st.last_refresh_ok = last_ok_;
+    st.last_error = last_error_;
+    if (meta_) {
+      st.age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_success_);
+    }
+    st.refreshes_ok = refreshes_ok_;
+    st.refreshes_failed = refreshes_failed_;
+    return st;
+  });
 }
 
 }  // namespace vkms::broker

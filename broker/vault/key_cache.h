@@ -1,23 +1,21 @@
 // KeyCache: the broker's cached view of the Transit key (GET <mount>/keys/<key>), refreshed
-// in the background every key_refresh_interval and on demand. Status/Health and the pinned
-// Encrypt version are answered from it, never from a Vault round trip.
+// in the background every key_refresh_interval and on demand, on the event loop's timer.
+// Status/Health and the pinned Encrypt version are answered from it, never from a Vault round
+// trip.
 //
-// Callers: VaultBackend. Assumes the TokenManager outlives it and that the config's mount,
-// key and namespace are already normalised (no leading/trailing '/'), since they go into
-// key_id. Thread-safe.
+// Callers: VaultBackend, on the loop thread (State/Current also from other threads, through
+// the loop). Assumes the TokenManager outlives it and that the config's mount, key and
+// namespace are already normalised (no leading/trailing '/'), since they go into key_id.
 #pragma once
 
 #include <json/value.h>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include "broker/vault/config.h"
 #include "broker/vault/token_manager.h"
@@ -56,16 +54,19 @@ class KeyCache {
   KeyCache(const KeyCache&) = delete;
   KeyCache& operator=(const KeyCache&) = delete;
 
-  // Starts the background refresh (first one immediately).
+  // Starts the background refresh (first one at once) on the loop's timer. Any thread.
   void Start();
+  // Cancels the schedule and the background refresh in flight. Any thread.
   void Stop();
 
   // Reads the key now and updates the cache. On failure the previous metadata is kept (and
-  // still used for Encrypt) while State() reports the failure.
-  Status Refresh(Deadline deadline, const std::atomic<bool>* cancel = nullptr);
-  // Asks the background thread for an early refresh; never blocks. Rate-limited.
+  // still used for Encrypt) while State() reports the failure. Loop thread only; `done` runs
+  // on the loop thread. Returns what TokenManager::Cancel takes.
+  TokenManager::CallId Refresh(Deadline deadline, std::function<void(const Status&)> done);
+  // Asks for an early background refresh; never waits. Rate-limited. Loop thread only.
   void RequestRefresh();
 
+  // Any thread (through the loop); at once on the loop thread.
   std::shared_ptr<const KeyMetadata> Current() const;
   KeyCacheState State() const;
 
@@ -75,25 +76,29 @@ class KeyCache {
                                  KeyMetadata* out);
 
  private:
-  void Run();
+  void Schedule(Clock::time_point at);
+  void RunBackground();
+  // Reads Vault's answer into the cache; returns the refresh's outcome.
+  Status Apply(VaultResponse* response, Clock::time_point started);
 
   const VaultConfig config_;
   TokenManager* const tokens_;
+  EventLoop* const loop_;
   const Options options_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
   std::shared_ptr<const KeyMetadata> meta_;
   bool last_ok_ = false;
   std::string last_error_;
   Clock::time_point last_success_;
   Clock::time_point last_applied_start_;
   uint64_t refreshes_ok_ = 0, refreshes_failed_ = 0;
+  bool started_ = false;
+  bool background_in_flight_ = false;
+  TokenManager::CallId background_call_ = 0;
   bool on_demand_ = false;
   Clock::time_point last_on_demand_;
-  bool stop_ = false;
-  std::atomic<bool> cancel_{false};  // abandons the background refresh at Stop()
-  std::thread thread_;
+  std::chrono::milliseconds backoff_{0};
+  EventLoop::Timer timer_;
 };
 
 // Parses RFC 3339 ("2024-05-01T10:00:00.123Z", "...+02:00") into unix seconds.

@@ -25,439 +25,541 @@ std::string HttpReason(const VaultResponse& r) {
 
 struct TokenManager::Credential : AuthAnswer {};
 
+// One CallWithToken in progress: the request, the token it was sent with, and its answer.
+struct TokenManager::Call {
+  CallId id = 0;
+  bool finished = false;  // `done` has run (answered, or cancelled)
+  VaultHttp::TransferId transfer = 0;
+  HttpMethod method;
+  std::string path;
+  std::string_view body;
+  std::string ns;
+  Deadline deadline;
+  VaultHttp::Done done;
+  bool retried = false;
+  uint64_t gen = 0;
+  std::shared_ptr<const SecretString> token;
+  VaultResponse resp;
+};
+
 TokenManager::TokenManager(const VaultConfig& config, VaultHttp* http, Options options)
-    : config_(config), http_(http), options_(options) {}
+    : config_(config), http_(http), loop_(http->loop()), options_(options) {}
 
 TokenManager::~TokenManager() {
   Stop();
 }
 
 void TokenManager::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (thread_.joinable()) return;
-  stop_ = false;
-  cancel_.store(false);
-  if (!token_) ScheduleLocked(Next::kLogin, Clock::duration::zero());
-  thread_ = std::thread(&TokenManager::Run, this);
+  loop_->Call([this] {
+    if (started_) return;
+    started_ = true;
+    stopping_ = false;
+    if (!token_) {
+      Schedule(Next::kLogin, Clock::duration::zero());
+    } else {
+      Schedule(next_, next_at_ - Clock::now());
+    }
+  });
 }
 
 void TokenManager::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-    cancel_.store(true);
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  loop_->Call([this] {
+    started_ = false;
+    stopping_ = true;
+    loop_->CancelTimer(&step_timer_);
+    // Their callbacks run now and find stopping_ set: no schedule, no log, no counters.
+    if (renew_transfer_ != 0) http_->Cancel(renew_transfer_);
+    if (login_transfer_ != 0) http_->Cancel(login_transfer_);
+    std::vector<CallId> ids;
+    for (const auto& [id, call] : calls_) ids.push_back(id);
+    for (CallId id : ids) Cancel(id);
+    stopping_ = false;
+  });
 }
 
-void TokenManager::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_) {
-    if (next_ == Next::kNone) {
-      cv_.wait(lock);
-      continue;
-    }
-    if (Clock::now() < next_at_) {
-      cv_.wait_until(lock, next_at_);
-      continue;
-    }
-    Next step = next_;
-    // Placeholder so a step that does not reschedule (joining someone else's login) cannot
-    // spin; Login/Renew replace it with the real schedule.
-    next_at_ = Clock::now() + options_.backoff_min;
-    lock.unlock();
-    Deadline deadline = Clock::now() + options_.background_timeout;
-    if (step == Next::kLogin) {
-      Login(deadline);
-    } else {
-      Renew(deadline);
-    }
-    lock.lock();
-  }
-}
-
-void TokenManager::ScheduleLocked(Next next, Clock::duration in) {
+void TokenManager::Schedule(Next next, Clock::duration in) {
   next_ = next;
   next_at_ = Clock::now() + std::max<Clock::duration>(in, Clock::duration::zero());
-  cv_.notify_all();
+  loop_->CancelTimer(&step_timer_);
+  if (!started_ || next_ == Next::kNone) return;
+  step_timer_ = loop_->AddTimer(next_at_, [this] {
+    step_timer_ = EventLoop::Timer();
+    RunStep();
+  });
 }
 
-void TokenManager::FailureBackoffLocked() {
+void TokenManager::RunStep() {
+  Next step = next_;
+  // Placeholder so a step that does not reschedule (joining someone else's login) cannot
+  // spin; the login or renewal replaces it with the real schedule.
+  Schedule(step, options_.backoff_min);
+  Deadline deadline = Clock::now() + options_.background_timeout;
+  if (step == Next::kLogin) {
+    Login(deadline, [](const Status&) {});
+  } else if (step == Next::kRenew) {
+    Renew(deadline, [](const Status&) {});
+  }
+}
+
+void TokenManager::FailureBackoff() {
   backoff_ =
       backoff_.count() == 0 ? options_.backoff_min : std::min(options_.backoff_max, backoff_ * 2);
-  ScheduleLocked(Next::kLogin, Jitter(backoff_));
+  Schedule(Next::kLogin, Jitter(backoff_));
 }
 
-Status TokenManager::AppRoleLogin(Deadline deadline, Credential* out) {
+void TokenManager::AppRoleLogin(Deadline deadline, std::function<void(Status, Credential*)> done) {
+  auto fail = [this, &done](Status s) {
+    loop_->Defer([done = std::move(done), s] { done(s, nullptr); });
+  };
   std::string error;
-  SecretString role_id;
+  auto role_id = std::make_shared<SecretString>();
   if (!config_.role_id_file.empty()) {
-    if (!ReadSecretFile(config_.role_id_file, &role_id, &error)) {
-      return Status(Code::kFailedPrecondition, "vault login failed: " + error);
+    if (!ReadSecretFile(config_.role_id_file, role_id.get(), &error)) {
+      return fail(Status(Code::kFailedPrecondition, "vault login failed: " + error));
     }
   } else if (!config_.role_id.empty()) {
-    role_id = SecretString(std::string(config_.role_id));
+    *role_id = SecretString(std::string(config_.role_id));
   } else {
-    return Status(Code::kFailedPrecondition, "vault login failed: no AppRole role-id configured");
+    return fail(
+        Status(Code::kFailedPrecondition, "vault login failed: no AppRole role-id configured"));
   }
   // Read at every login: the file may have been rotated since the last one.
-  SecretString secret_id;
+  auto secret_id = std::make_shared<SecretString>();
   if (!config_.secret_id_file.empty() &&
-      !ReadSecretFile(config_.secret_id_file, &secret_id, &error)) {
-    return Status(Code::kFailedPrecondition, "vault login failed: " + error);
+      !ReadSecretFile(config_.secret_id_file, secret_id.get(), &error)) {
+    return fail(Status(Code::kFailedPrecondition, "vault login failed: " + error));
   }
 
   // Built by hand into a buffer reserved for the worst case: no reallocation leaves a copy of
-  // the secret-id behind, and the one buffer is wiped below.
-  std::string body;
-  body.reserve(32 + JsonStringReserve(role_id.size()) + JsonStringReserve(secret_id.size()));
-  body.append("{\"role_id\":");
-  AppendJsonString(&body, role_id.view());
-  if (!secret_id.empty()) {
-    body.append(",\"secret_id\":");
-    AppendJsonString(&body, secret_id.view());
+  // the secret-id behind, and the one buffer is wiped when the answer is in.
+  auto body = std::make_shared<std::string>();
+  body->reserve(32 + JsonStringReserve(role_id->size()) + JsonStringReserve(secret_id->size()));
+  body->append("{\"role_id\":");
+  AppendJsonString(body.get(), role_id->view());
+  if (!secret_id->empty()) {
+    body->append(",\"secret_id\":");
+    AppendJsonString(body.get(), secret_id->view());
   }
-  body.push_back('}');
+  body->push_back('}');
 
   VaultRequest req;
   req.method = HttpMethod::kPost;
   req.path = "auth/" + config_.approle_mount + "/login";
-  req.body = body;
+  req.body = *body;
   req.ns = config_.auth_ns.empty() ? config_.ns : config_.auth_ns;
   req.deadline = deadline;
-  req.cancel = &cancel_;
-  VaultResponse r = http_->Call(req);
-  WipeString(&body);
-  RedactSecret(&r.error, role_id.view());
-  RedactSecret(&r.error, secret_id.view());
-  secret_id.Clear();
-  role_id.Clear();
-
-  std::string why;
-  bool parsed = ReadAuthAnswer(AuthAnswerKind::kLogin, &r.json, out, &why);
-  if (r.transport != Code::kOk) return Status(TransportCode(r), TransportReason(r));
-  if (!r.ok()) {
-    return Status(r.status == 400 || r.status == 403 ? Code::kPermissionDenied : Code::kUnavailable,
-                  "vault login failed: " + HttpReason(r));
-  }
-  if (!parsed) return Status(Code::kUnavailable, "vault login failed: " + why);
-  return Status::Ok();
+  login_transfer_ =
+      http_->Start(req, [this, body, role_id, secret_id, done = std::move(done)](VaultResponse* r) {
+        login_transfer_ = 0;
+        WipeString(body.get());
+        RedactSecret(&r->error, role_id->view());
+        RedactSecret(&r->error, secret_id->view());
+        secret_id->Clear();
+        role_id->Clear();
+        Credential cred;
+        std::string why;
+        bool parsed = ReadAuthAnswer(AuthAnswerKind::kLogin, &r->json, &cred, &why);
+        Status s;
+        if (r->transport != Code::kOk) {
+          s = Status(TransportCode(*r), TransportReason(*r));
+        } else if (!r->ok()) {
+          s = Status(
+              r->status == 400 || r->status == 403 ? Code::kPermissionDenied : Code::kUnavailable,
+              "vault login failed: " + HttpReason(*r));
+        } else if (!parsed) {
+          s = Status(Code::kUnavailable, "vault login failed: " + why);
+        }
+        done(s, &cred);
+      });
 }
 
-Status TokenManager::TokenFileLogin(Deadline deadline, Credential* out) {
+void TokenManager::TokenFileLogin(Deadline deadline,
+                                  std::function<void(Status, Credential*)> done) {
   std::string error;
+  auto cred = std::make_shared<Credential>();
   // Re-read at every re-authentication: an agent may have written a fresh token.
-  if (!ReadSecretFile(config_.token_file, &out->token, &error)) {
-    return Status(Code::kFailedPrecondition, "vault token unavailable: " + error);
+  if (!ReadSecretFile(config_.token_file, &cred->token, &error)) {
+    Status s(Code::kFailedPrecondition, "vault token unavailable: " + error);
+    loop_->Defer([done = std::move(done), s] { done(s, nullptr); });
+    return;
   }
   VaultRequest req;
   req.method = HttpMethod::kGet;
   req.path = "auth/token/lookup-self";
-  req.token = out->token.view();
+  req.token = cred->token.view();
   req.ns = config_.ns;
   req.deadline = deadline;
-  req.cancel = &cancel_;
-  VaultResponse r = http_->Call(req);
-  RedactSecret(&r.error, out->token.view());
-  // lookup-self echoes the token as data.id; the reader wipes it.
-  SecretString token = std::move(out->token);
-  std::string why;
-  bool parsed = ReadAuthAnswer(AuthAnswerKind::kLookupSelf, &r.json, out, &why);
-  out->token = std::move(token);
-  if (r.transport != Code::kOk) {
-    out->token.Clear();
-    return Status(TransportCode(r), TransportReason(r));
-  }
-  if (!r.ok()) {
-    out->token.Clear();
-    return Status(r.status == 403 ? Code::kPermissionDenied : Code::kUnavailable,
-                  "vault token from " + config_.token_file + " rejected: " + HttpReason(r));
-  }
-  if (!parsed) {
-    out->token.Clear();
-    return Status(Code::kUnavailable, "vault token lookup failed: " + why);
-  }
-  return Status::Ok();
-}
-
-Status TokenManager::DoLogin(Deadline deadline, Credential* out) {
-  return config_.auth_method == AuthMethod::kToken ? TokenFileLogin(deadline, out)
-                                                   : AppRoleLogin(deadline, out);
-}
-
-Status TokenManager::Login(Deadline deadline) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (login_in_flight_) {
-    // Single flight: wait for the login already running and share its outcome.
-    uint64_t seen = generation_;
-    cv_.wait_until(lock, deadline, [&] { return !login_in_flight_ || stop_; });
-    if (generation_ != seen) return Status::Ok();
-    if (login_in_flight_ || stop_) {
-      return Status(Code::kDeadlineExceeded, "timed out waiting for the vault login in progress");
+  login_transfer_ = http_->Start(req, [this, cred, done = std::move(done)](VaultResponse* r) {
+    login_transfer_ = 0;
+    RedactSecret(&r->error, cred->token.view());
+    // lookup-self echoes the token as data.id; the reader wipes it.
+    SecretString token = std::move(cred->token);
+    std::string why;
+    bool parsed = ReadAuthAnswer(AuthAnswerKind::kLookupSelf, &r->json, cred.get(), &why);
+    cred->token = std::move(token);
+    Status s;
+    if (r->transport != Code::kOk) {
+      s = Status(TransportCode(*r), TransportReason(*r));
+    } else if (!r->ok()) {
+      s = Status(r->status == 403 ? Code::kPermissionDenied : Code::kUnavailable,
+                 "vault token from " + config_.token_file + " rejected: " + HttpReason(*r));
+    } else if (!parsed) {
+      s = Status(Code::kUnavailable, "vault token lookup failed: " + why);
     }
-    return last_login_status_;
+    if (!s.ok()) cred->token.Clear();
+    done(s, cred.get());
+  });
+}
+
+void TokenManager::DoLogin(Deadline deadline, std::function<void(Status, Credential*)> done) {
+  if (config_.auth_method == AuthMethod::kToken) {
+    TokenFileLogin(deadline, std::move(done));
+  } else {
+    AppRoleLogin(deadline, std::move(done));
   }
+}
+
+void TokenManager::Login(Deadline deadline, StatusDone done) {
+  const uint64_t id = ++next_waiter_id_;
+  LoginWaiter waiter{id, std::move(done), EventLoop::Timer()};
+  if (login_in_flight_) {
+    // Single flight: wait for the login already running and share its outcome, but no longer
+    // than this caller's own deadline.
+    waiter.timeout = loop_->AddTimer(deadline, [this, id] {
+      auto it = std::find_if(login_waiters_.begin(), login_waiters_.end(),
+                             [id](const LoginWaiter& w) { return w.id == id; });
+      if (it == login_waiters_.end()) return;
+      StatusDone late = std::move(it->done);
+      login_waiters_.erase(it);
+      late(Status(Code::kDeadlineExceeded, "timed out waiting for the vault login in progress"));
+    });
+    login_waiters_.push_back(std::move(waiter));
+    return;
+  }
+  // The login runs until this caller's deadline; its outcome goes to everyone who joined.
+  login_waiters_.push_back(std::move(waiter));
   login_in_flight_ = true;
-  lock.unlock();
+  const Clock::time_point started = Clock::now();
+  DoLogin(deadline, [this, started](Status s, Credential* cred) { LoginDone(s, cred, started); });
+}
 
-  Credential cred;
-  Clock::time_point started = Clock::now();
-  Status s = DoLogin(deadline, &cred);
-
-  lock.lock();
+void TokenManager::LoginDone(const Status& s, Credential* cred, Clock::time_point started) {
   login_in_flight_ = false;
+  std::vector<LoginWaiter> waiters;
+  waiters.swap(login_waiters_);
+  for (LoginWaiter& w : waiters) loop_->CancelTimer(&w.timeout);
+  if (stopping_) {
+    for (LoginWaiter& w : waiters) w.done(Status(Code::kUnavailable, "vault login cancelled"));
+    return;
+  }
   login_attempted_ = true;
   last_login_status_ = s;
   const char* method = config_.auth_method == AuthMethod::kToken ? "token" : "approle";
   if (s.ok()) {
-    token_ = std::make_shared<const SecretString>(std::move(cred.token));
+    token_ = std::make_shared<const SecretString>(std::move(cred->token));
     ++generation_;
     ++logins_ok_;
     backoff_ = std::chrono::milliseconds(0);
     last_error_.clear();
-    token_expires_ = cred.lease_s > 0;
+    token_expires_ = cred->lease_s > 0;
     // Measured from when the request was sent: Vault's clock started no later than that.
-    token_expiry_ = started + std::chrono::seconds(cred.lease_s);
-    requested_lease_s_ = cred.increment_s;
-    renewable_ = cred.renewable;
-    auto at = std::chrono::duration_cast<Clock::duration>(
-        std::chrono::duration<double>(static_cast<double>(cred.lease_s) * options_.renew_fraction));
+    token_expiry_ = started + std::chrono::seconds(cred->lease_s);
+    requested_lease_s_ = cred->increment_s;
+    renewable_ = cred->renewable;
+    auto at = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+        static_cast<double>(cred->lease_s) * options_.renew_fraction));
     at -= Clock::now() - started;
     if (!token_expires_) {
-      ScheduleLocked(Next::kNone, Clock::duration::zero());
+      Schedule(Next::kNone, Clock::duration::zero());
     } else {
-      ScheduleLocked(renewable_ ? Next::kRenew : Next::kLogin, at);
+      Schedule(renewable_ ? Next::kRenew : Next::kLogin, at);
     }
     log::Info("vault login succeeded", {{"method", method},
-                                        {"lease_s", std::to_string(cred.lease_s)},
+                                        {"lease_s", std::to_string(cred->lease_s)},
                                         {"renewable", renewable_ ? "true" : "false"}});
   } else {
     ++logins_failed_;
     last_error_ = s.message();
     last_login_failure_ = Clock::now();
-    FailureBackoffLocked();
+    FailureBackoff();
     log::Warning("vault login failed", {{"method", method},
                                         {"error", s.message()},
                                         {"retry_in_ms", std::to_string(backoff_.count())}});
   }
-  cv_.notify_all();
-  return s;
+  for (LoginWaiter& w : waiters) w.done(s);
 }
 
-Status TokenManager::Renew(Deadline deadline) {
+void TokenManager::Renew(Deadline deadline, StatusDone done) {
   uint64_t gen = 0;
   std::shared_ptr<const SecretString> token = CurrentToken(&gen);
-  int64_t increment = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    increment = requested_lease_s_;
-  }
+  const int64_t increment = requested_lease_s_;
   if (!token) {
-    // Expired or dropped while we waited: only a login can help now.
-    std::lock_guard<std::mutex> lock(mu_);
-    if (next_ == Next::kRenew) ScheduleLocked(Next::kLogin, Clock::duration::zero());
-    return Status(Code::kFailedPrecondition, "no vault token to renew");
+    // Expired or dropped meanwhile: only a login can help now.
+    if (next_ == Next::kRenew) Schedule(Next::kLogin, Clock::duration::zero());
+    loop_->Defer([done = std::move(done)] {
+      done(Status(Code::kFailedPrecondition, "no vault token to renew"));
+    });
+    return;
   }
-
-  std::string body =
-      increment > 0 ? "{\"increment\":" + std::to_string(increment) + "}" : std::string("{}");
+  auto body = std::make_shared<const std::string>(
+      increment > 0 ? "{\"increment\":" + std::to_string(increment) + "}" : std::string("{}"));
   VaultRequest req;
   req.method = HttpMethod::kPost;
   req.path = "auth/token/renew-self";
-  req.body = body;
+  req.body = *body;
   req.token = token->view();
   req.ns = config_.ns;
   req.deadline = deadline;
-  req.cancel = &cancel_;
-  Clock::time_point started = Clock::now();
-  VaultResponse r = http_->Call(req);
-  RedactSecret(&r.error, token->view());
-  // renew-self echoes the token as auth.client_token; the reader wipes it.
-  AuthAnswer answer;
-  std::string why;
-  bool parsed = ReadAuthAnswer(AuthAnswerKind::kRenewSelf, &r.json, &answer, &why);
-  const int64_t lease = answer.lease_s;
-  const bool renewable = answer.renewable;
-
-  std::lock_guard<std::mutex> lock(mu_);
-  if (gen != generation_) return Status::Ok();  // a login replaced the token meanwhile
-  if (!r.ok() || !parsed) {
-    Status s = r.transport != Code::kOk
-                   ? Status(TransportCode(r), TransportReason(r))
-                   : Status(Code::kUnavailable,
-                            "vault token renewal failed: " + (r.ok() ? why : HttpReason(r)));
-    ++renewals_failed_;
-    last_error_ = s.message();
-    ScheduleLocked(Next::kLogin, Clock::duration::zero());
-    log::Warning("vault token renewal failed; logging in again", {{"error", s.message()}});
-    return s;
-  }
-  ++renewals_ok_;
-  last_error_.clear();
-  token_expires_ = lease > 0;
-  token_expiry_ = started + std::chrono::seconds(lease);
-  renewable_ = renewable;
-  bool capped = increment > 0 && lease < increment;
-  for (const auto& w : r.warnings) {
-    if (w.find("max_ttl") != std::string::npos) capped = true;
-  }
-  auto at = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(static_cast<double>(lease) * options_.renew_fraction));
-  at -= Clock::now() - started;
-  if (!token_expires_) {
-    ScheduleLocked(Next::kNone, Clock::duration::zero());
-  } else if (capped || !renewable) {
-    // Renewing again would only shrink the lease further: log in again before it runs out.
-    ScheduleLocked(Next::kLogin, at);
-    log::Info("vault token renewal capped by max_ttl; will log in again before expiry",
-              {{"lease_s", std::to_string(lease)}, {"asked_s", std::to_string(increment)}});
-  } else {
-    ScheduleLocked(Next::kRenew, at);
-    log::Debug("vault token renewed", {{"lease_s", std::to_string(lease)}});
-  }
-  return Status::Ok();
+  const Clock::time_point started = Clock::now();
+  renew_transfer_ = http_->Start(
+      req, [this, token, body, gen, increment, started, done = std::move(done)](VaultResponse* r) {
+        renew_transfer_ = 0;
+        RedactSecret(&r->error, token->view());
+        // renew-self echoes the token as auth.client_token; the reader wipes it.
+        AuthAnswer answer;
+        std::string why;
+        bool parsed = ReadAuthAnswer(AuthAnswerKind::kRenewSelf, &r->json, &answer, &why);
+        const int64_t lease = answer.lease_s;
+        if (stopping_) return done(Status(Code::kUnavailable, "vault token renewal cancelled"));
+        if (gen != generation_) return done(Status::Ok());  // a login replaced the token meanwhile
+        if (!r->ok() || !parsed) {
+          Status s = r->transport != Code::kOk
+                         ? Status(TransportCode(*r), TransportReason(*r))
+                         : Status(Code::kUnavailable, "vault token renewal failed: " +
+                                                          (r->ok() ? why : HttpReason(*r)));
+          ++renewals_failed_;
+          last_error_ = s.message();
+          Schedule(Next::kLogin, Clock::duration::zero());
+          log::Warning("vault token renewal failed; logging in again", {{"error", s.message()}});
+          return done(s);
+        }
+        ++renewals_ok_;
+        last_error_.clear();
+        token_expires_ = lease > 0;
+        token_expiry_ = started + std::chrono::seconds(lease);
+        renewable_ = answer.renewable;
+        bool capped = increment > 0 && lease < increment;
+        for (const auto& w : r->warnings) {
+          if (w.find("max_ttl") != std::string::npos) capped = true;
+        }
+        auto at = std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(static_cast<double>(lease) * options_.renew_fraction));
+        at -= Clock::now() - started;
+        if (!token_expires_) {
+          Schedule(Next::kNone, Clock::duration::zero());
+        } else if (capped || !renewable_) {
+          // Renewing again would only shrink the lease further: log in again before it runs out.
+          Schedule(Next::kLogin, at);
+          log::Info("vault token renewal capped by max_ttl; will log in again before expiry",
+                    {{"lease_s", std::to_string(lease)}, {"asked_s", std::to_string(increment)}});
+        } else {
+          Schedule(Next::kRenew, at);
+          log::Debug("vault token renewed", {{"lease_s", std::to_string(lease)}});
+        }
+        done(Status::Ok());
+      });
 }
 
-std::shared_ptr<const SecretString> TokenManager::CurrentToken(uint64_t* generation) {
-  std::lock_guard<std::mutex> lock(mu_);
+std::shared_ptr<const SecretString> TokenManager::CurrentToken(uint64_t* generation) const {
   *generation = generation_;
   if (!token_) return nullptr;
   if (token_expires_ && Clock::now() >= token_expiry_) return nullptr;
   return token_;
 }
 
-bool TokenManager::EnsureToken(Deadline deadline, std::string* why) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (token_ && (!token_expires_ || Clock::now() < token_expiry_)) return true;
-    // Requests must not turn a failing login into a login storm: within the backoff window
-    // after a failure they get that failure instead of another attempt.
-    if (!login_in_flight_ && login_attempted_ && !last_login_status_.ok() &&
-        Clock::now() - last_login_failure_ < backoff_) {
-      *why = last_error_;
-      return false;
-    }
-  }
-  Status s = Login(deadline);
-  if (!s.ok()) {
-    *why = s.message();
-    return false;
-  }
-  return true;
+TokenManager::CallId TokenManager::CallWithToken(HttpMethod method, std::string_view path,
+                                                 std::string_view body, const std::string& ns,
+                                                 Deadline deadline, VaultHttp::Done done) {
+  auto call = std::make_shared<Call>();
+  call->id = ++next_call_id_;
+  calls_.emplace(call->id, call);
+  call->method = method;
+  call->path = std::string(path);
+  call->body = body;
+  call->ns = ns;
+  call->deadline = deadline;
+  call->done = std::move(done);
+  CallBegin(call, /*inside_call=*/true);
+  return call->id;
 }
 
-bool TokenManager::ReloginAfterDenied(uint64_t seen_generation, const SecretString& token,
-                                      const VaultResponse& denied, const std::string& ns,
-                                      Deadline deadline, std::string* why) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (generation_ != seen_generation) return true;  // someone already logged in again
+void TokenManager::Cancel(CallId id) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  std::shared_ptr<Call> call = it->second;
+  call->resp = VaultResponse();
+  call->resp.transport = Code::kUnavailable;
+  call->resp.error = "cancelled";
+  CallFinish(call);
+  // Its own callback then finds the call finished and does nothing more.
+  if (call->transfer != 0) http_->Cancel(call->transfer);
+}
+
+void TokenManager::CallBegin(const std::shared_ptr<Call>& call, bool inside_call) {
+  // Uses the token held now, or waits for (or runs) a login.
+  call->token = CurrentToken(&call->gen);
+  if (call->token) return CallSend(call);
+  auto no_token = [this, call](const std::string& why) {
+    call->resp = VaultResponse();
+    call->resp.transport =
+        Clock::now() >= call->deadline ? Code::kDeadlineExceeded : Code::kUnauthenticated;
+    call->resp.error = why.empty() ? "no vault token" : why;
+  };
+  // Requests must not turn a failing login into a login storm: within the backoff window
+  // after a failure they get that failure instead of another attempt.
+  if (!login_in_flight_ && login_attempted_ && !last_login_status_.ok() &&
+      Clock::now() - last_login_failure_ < backoff_) {
+    no_token(last_error_);
+    // Answers decided before any I/O reach the caller from the loop, not from inside its call.
+    if (inside_call) {
+      loop_->Defer([this, call] { CallFinish(call); });  // a no-op if cancelled meanwhile
+    } else {
+      CallFinish(call);
+    }
+    return;
+  }
+  Login(call->deadline, [this, call, no_token](const Status& s) {
+    if (call->finished) return;
+    call->token = CurrentToken(&call->gen);
+    if (!call->token) {
+      no_token(s.ok() ? std::string() : s.message());
+      return CallFinish(call);
+    }
+    CallSend(call);
+  });
+}
+
+void TokenManager::CallSend(const std::shared_ptr<Call>& call) {
+  VaultRequest req;
+  req.method = call->method;
+  req.path = call->path;
+  req.body = call->body;
+  req.token = call->token->view();
+  req.ns = call->ns;
+  req.deadline = call->deadline;
+  call->transfer = http_->Start(req, [this, call](VaultResponse* r) {
+    call->transfer = 0;
+    if (call->finished) return;
+    RedactSecret(&r->error, call->token->view());
+    if (r->transport != Code::kOk || r->status != 403 || call->retried) {
+      call->resp = std::move(*r);
+      return CallFinish(call);
+    }
+    call->resp = std::move(*r);
+    CallDenied(call);
+  });
+}
+
+void TokenManager::CallDenied(const std::shared_ptr<Call>& call) {
+  if (generation_ != call->gen) {  // someone already logged in again
+    call->retried = true;
+    return CallBegin(call, false);
   }
   // A new login only helps if the token itself is bad. Recent Vaults say so ("invalid
   // token"); otherwise ask Vault. Logging in for a policy denial would only mint tokens.
-  bool token_invalid = denied.error.find("invalid token") != std::string::npos;
-  bool unsure = false;
-  if (!token_invalid) {
-    VaultRequest req;
-    req.method = HttpMethod::kGet;
-    req.path = "auth/token/lookup-self";
-    req.token = token.view();
-    req.ns = ns;
-    req.deadline = deadline;
-    VaultResponse look = http_->Call(req);
-    WipeTokenFields(&look.json);
-    if (look.ok() || look.transport != Code::kOk) return false;  // valid token, or Vault gone
-    token_invalid = look.status == 403 && look.error.find("invalid token") != std::string::npos;
-    unsure = !token_invalid;
+  if (call->resp.error.find("invalid token") != std::string::npos) {
+    return CallRelogin(call, /*unsure=*/false);
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (generation_ != seen_generation) return true;
-    if (unsure && !login_in_flight_) {
-      // Old Vaults do not tell a dead token from a policy that also denies lookup-self: allow
-      // such a login now and then, never a storm of them.
-      Clock::time_point now = Clock::now();
-      if (last_denied_relogin_ != Clock::time_point() &&
-          now - last_denied_relogin_ < options_.denied_relogin_interval) {
-        return false;
-      }
-      last_denied_relogin_ = now;
+  VaultRequest req;
+  req.method = HttpMethod::kGet;
+  req.path = "auth/token/lookup-self";
+  req.token = call->token->view();
+  req.ns = call->ns;
+  req.deadline = call->deadline;
+  call->transfer = http_->Start(req, [this, call](VaultResponse* look) {
+    call->transfer = 0;
+    WipeTokenFields(&look->json);
+    if (call->finished) return;
+    // A valid token (a policy denial), or Vault gone: the 403 stands.
+    if (look->ok() || look->transport != Code::kOk) return CallFinish(call);
+    bool invalid = look->status == 403 && look->error.find("invalid token") != std::string::npos;
+    CallRelogin(call, /*unsure=*/!invalid);
+  });
+}
+
+void TokenManager::CallRelogin(const std::shared_ptr<Call>& call, bool unsure) {
+  if (generation_ != call->gen) {
+    call->retried = true;
+    return CallBegin(call, false);
+  }
+  if (unsure && !login_in_flight_) {
+    // Old Vaults do not tell a dead token from a policy that also denies lookup-self: allow
+    // such a login now and then, never a storm of them.
+    Clock::time_point now = Clock::now();
+    if (last_denied_relogin_ != Clock::time_point() &&
+        now - last_denied_relogin_ < options_.denied_relogin_interval) {
+      return CallFinish(call);
     }
+    last_denied_relogin_ = now;
   }
   log::Info("vault refused the token; logging in again");
-  Status s = Login(deadline);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (generation_ != seen_generation) return true;
-  if (!s.ok()) {
-    *why = s.message();
-    // The old token was refused and nothing replaced it: stop presenting it as valid.
-    token_.reset();
-  }
-  return false;
+  Login(call->deadline, [this, call](const Status& s) {
+    if (call->finished) return;
+    if (generation_ != call->gen) {
+      call->retried = true;
+      return CallBegin(call, false);
+    }
+    if (!s.ok()) {
+      call->resp.error += " (new login failed: " + s.message() + ")";
+      // The old token was refused and nothing replaced it: stop presenting it as valid.
+      token_.reset();
+    }
+    CallFinish(call);
+  });
+}
+
+void TokenManager::CallFinish(const std::shared_ptr<Call>& call) {
+  if (call->finished) return;
+  call->finished = true;
+  calls_.erase(call->id);
+  VaultHttp::Done done = std::move(call->done);
+  done(&call->resp);
 }
 
 VaultResponse TokenManager::CallWithToken(HttpMethod method, std::string_view path,
                                           std::string_view body, const std::string& ns,
-                                          Deadline deadline, const std::atomic<bool>* cancel) {
-  VaultResponse resp;
-  bool retried = false;
-  for (;;) {
-    uint64_t gen = 0;
-    std::shared_ptr<const SecretString> token = CurrentToken(&gen);
-    if (!token) {
-      std::string why;
-      if (EnsureToken(deadline, &why)) token = CurrentToken(&gen);
-      if (!token) {
-        resp = VaultResponse();
-        resp.transport =
-            Clock::now() >= deadline ? Code::kDeadlineExceeded : Code::kUnauthenticated;
-        resp.error = why.empty() ? "no vault token" : why;
-        return resp;
-      }
-    }
-    VaultRequest req;
-    req.method = method;
-    req.path = std::string(path);
-    req.body = body;
-    req.token = token->view();
-    req.ns = ns;
-    req.deadline = deadline;
-    req.cancel = cancel;
-    resp = http_->Call(req);
-    RedactSecret(&resp.error, token->view());
-    if (resp.transport != Code::kOk || resp.status != 403 || retried) return resp;
-    std::string why;
-    if (!ReloginAfterDenied(gen, *token, resp, ns, deadline, &why)) {
-      if (!why.empty()) resp.error += " (new login failed: " + why + ")";
-      return resp;
-    }
-    retried = true;
-  }
+                                          Deadline deadline) {
+  return loop_->Await<VaultResponse>([&](std::function<void(VaultResponse)> done) {
+    CallWithToken(method, path, body, ns, deadline,
+                  [done = std::move(done)](VaultResponse* r) { done(std::move(*r)); });
+  });
+}
+
+Status TokenManager::Login(Deadline deadline) {
+  return loop_->Await<Status>([&](std::function<void(Status)> done) {
+    Login(deadline, [done = std::move(done)](const Status& s) { done(s); });
+  });
+}
+
+Status TokenManager::Renew(Deadline deadline) {
+  return loop_->Await<Status>([&](std::function<void(Status)> done) {
+    Renew(deadline, [done = std::move(done)](const Status& s) { done(s); });
+  });
 }
 
 TokenState TokenManager::State() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  Clock::time_point now = Clock::now();
-  TokenState s;
-  s.has_token = token_ != nullptr && (!token_expires_ || now < token_expiry_);
-  s.login_attempted = login_attempted_;
-  s.last_error = last_error_;
-  if (token_ != nullptr && token_expires_) {
-    s.ttl_seconds = std::max<int64_t>(
-        0, std::chrono::duration_cast<std::chrono::seconds>(token_expiry_ - now).count());
-  }
-  s.relogin_scheduled = next_ == Next::kLogin;
-  if (next_ != Next::kNone) {
-    s.next_step_in =
-        std::max(std::chrono::milliseconds(0),
-                 std::chrono::duration_cast<std::chrono::milliseconds>(next_at_ - now));
-  }
-  s.logins_ok = logins_ok_;
-  s.logins_failed = logins_failed_;
-  s.renewals_ok = renewals_ok_;
-  s.renewals_failed = renewals_failed_;
-  return s;
+  return loop_->Call([this] {
+    Clock::time_point now = Clock::now();
+    TokenState s;
+    s.has_token = token_ != nullptr && (!token_expires_ || now < token_expiry_);
+    s.login_attempted = login_attempted_;
+    s.last_error = last_error_;
+    if (token_ != nullptr && token_expires_) {
+      s.ttl_seconds = std::max<int64_t>(
+          0, std::chrono::duration_cast<std::chrono::seconds>(token_expiry_ - now).count());
+    }
+    s.relogin_scheduled = next_ == Next::kLogin;
+    if (next_ != Next::kNone) {
+      s.next_step_in =
+          std::max(std::chrono::milliseconds(0),
+                   std::chrono::duration_cast<std::chrono::milliseconds>(next_at_ - now));
+    }
+    s.logins_ok = logins_ok_;
+    s.logins_failed = logins_failed_;
+    s.renewals_ok = renewals_ok_;
+    s.renewals_failed = renewals_failed_;
+    return s;
+  });
 }
 
 }  // namespace vkms::broker

@@ -1,8 +1,8 @@
 // The IPC boundary from both sides. As the broker: bytes -> ipc::Decode into ipc::Request ->
-// Broker::Dispatch, with a VaultBackend that was never started (its address unroutable) and a
-// WorkerPool that takes no work, so every accepted Vault operation is answered at once with
-// RESOURCE_EXHAUSTED and every refused one with its validation error; the replies are read
-// back from the other end of the socketpair and checked. As the frontend: the same bytes
+// Broker::Dispatch, with a VaultBackend that was never started (its address unroutable) and no
+// room for Vault calls (no call slot, no queue), so every accepted Vault operation is answered
+// at once with RESOURCE_EXHAUSTED and every refused one with its validation error; the replies are
+// read back from the other end of the socketpair and checked. As the frontend: the same bytes
 // decoded into ipc::Reply. For both, a frame that decodes has no unknown fields and
 // re-serialises to a frame that decodes to the same message.
 #include <google/protobuf/stubs/logging.h>
@@ -16,8 +16,8 @@
 
 #include "broker.pb.h"
 #include "broker/broker.h"
+#include "broker/event_loop.h"
 #include "broker/vault/backend.h"
-#include "broker/worker_pool.h"
 #include "shared/ipc.h"
 #include "shared/log.h"
 #include "shared/status.h"
@@ -35,7 +35,7 @@ struct Harness {
   int broker_fd = -1;
   int frontend_fd = -1;
   vkms::broker::VaultBackend* backend = nullptr;
-  vkms::broker::WorkerPool* pool = nullptr;
+  vkms::broker::EventLoop* loop = nullptr;
   Broker* broker = nullptr;
 };
 
@@ -66,7 +66,7 @@ Expected Model(const ipc::Request& req) {
   } else {
     return e;
   }
-  // The pool never takes work: a request that passes its checks is refused as overload.
+  // There is no room for Vault work: a request that passes its checks is refused as overload.
   e.code = check.ok() ? Code::kResourceExhausted : check.code();
   return e;
 }
@@ -128,8 +128,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_harness->broker_fd = fds[0];
   g_harness->frontend_fd = fds[1];
   g_harness->backend = new vkms::broker::VaultBackend(config);  // never Start()ed
-  g_harness->pool = new vkms::broker::WorkerPool(0, 0);
-  g_harness->broker = new Broker(g_harness->backend, g_harness->pool, g_harness->broker_fd);
+  g_harness->loop = new vkms::broker::EventLoop();  // never run: nothing is ever sent to Vault
+  Broker::Limits none;
+  none.max_in_flight = 0;
+  none.max_queued = 0;
+  g_harness->broker = new Broker(g_harness->backend, g_harness->loop, g_harness->broker_fd, none);
   return 0;
 }
 

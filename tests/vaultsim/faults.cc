@@ -99,6 +99,18 @@ void Faults::Record(const std::string& stats_key, int status, bool successful_lo
   if (successful_login) ++logins_;
 }
 
+void Faults::Enter(const std::string& stats_key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t n = ++in_flight_[stats_key];
+  int64_t& peak = peak_in_flight_[stats_key];
+  peak = std::max(peak, n);
+}
+
+void Faults::Leave(const std::string& stats_key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--in_flight_[stats_key] <= 0) in_flight_.erase(stats_key);
+}
+
 VaultResponse Faults::Health(const std::map<std::string, std::string>& query, int64_t now) {
   std::lock_guard<std::mutex> lock(mu_);
   const bool standby = sealed_ || no_leader_ || !standby_redirect_.empty();
@@ -163,6 +175,8 @@ Json::Value Faults::Stats() const {
   for (const auto& [k, v] : by_path_) s["by_path"][k] = Json::Int64(v);
   s["by_status"] = Json::Value(Json::objectValue);
   for (const auto& [k, v] : by_status_) s["by_status"][k] = Json::Int64(v);
+  s["peak_in_flight_by_path"] = Json::Value(Json::objectValue);
+  for (const auto& [k, v] : peak_in_flight_) s["peak_in_flight_by_path"][k] = Json::Int64(v);
   return s;
 }
 
@@ -222,6 +236,7 @@ VaultResponse Faults::Admin(const std::string& method, const std::string& name,
     total_ = logins_ = 0;
     by_path_.clear();
     by_status_.clear();
+    peak_in_flight_.clear();
     return NoContent();
   }
   if (name == "latency") {

@@ -32,6 +32,10 @@ class Faults {
   Decision Before(const std::string& path, const std::string& target, const std::string& ns);
   // status 0 means the connection was dropped.
   void Record(const std::string& stats_key, int status, bool successful_login);
+  // A request on `stats_key` starts / ends: stats keep the most ever in progress at once per
+  // path (how many calls a client really has at Vault at the same time).
+  void Enter(const std::string& stats_key);
+  void Leave(const std::string& stats_key);
 
   VaultResponse Health(const std::map<std::string, std::string>& query, int64_t now);
   VaultResponse SealStatus();
@@ -65,6 +69,8 @@ class Faults {
   int64_t logins_ = 0;
   std::map<std::string, int64_t> by_path_;
   std::map<std::string, int64_t> by_status_;
+  std::map<std::string, int64_t> in_flight_;
+  std::map<std::string, int64_t> peak_in_flight_;
 };
 
 }  // namespace vaultsim

@@ -160,6 +160,12 @@ void SimServer::ServeVault(const httplib::Request& req, httplib::Response& res) 
   const size_t q = req.target.find('?');
   vr.raw_query = q == std::string::npos ? "" : req.target.substr(q + 1);
   const std::string stats_key = vr.ns + vr.path;
+  faults_.Enter(stats_key);
+  struct Leave {
+    Faults& faults;
+    const std::string& key;
+    ~Leave() { faults.Leave(key); }
+  } leave{faults_, stats_key};
 
   Faults::Decision decision = faults_.Before(vr.path, req.target, vr.ns);
   if (decision.latency_ms > 0) {
