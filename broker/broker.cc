@@ -12,6 +12,9 @@
 namespace vkms::broker {
 namespace {
 
+// Requests read in one wakeup at most (see OnReady).
+constexpr int kMaxReadsPerWakeup = 64;
+
 // Refusals are worth a warning (a sound frontend validates first), but a flood of them must
 // not flood the log: at most this many lines per second, then one summary.
 constexpr int kRefusalLogsPerSecond = 10;
@@ -111,11 +114,20 @@ void Broker::UpdateWatch() {
 void Broker::OnReady(uint32_t events) {
   if (!outbox_.empty() && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) FlushOutbox();
   if (!reading_ || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-  ipc::Request req;
+  // Everything that is waiting is read before any of it goes to Vault: requests that arrived
+  // together leave together, as one batch call per operation (bounded per wakeup so that
+  // replies and Vault answers are not held up behind a flood).
+  ipc::RecvStatus st = ipc::RecvStatus::kOk;
   std::string error;
-  ipc::RecvStatus st = ipc::Recv(ipc_fd_, &req, &error);
-  if (st == ipc::RecvStatus::kOk && !Dispatch(req, &error)) st = ipc::RecvStatus::kProtocolError;
-  if (st == ipc::RecvStatus::kOk) return;
+  pumping_ = true;
+  for (int i = 0; i < kMaxReadsPerWakeup && st == ipc::RecvStatus::kOk; ++i) {
+    ipc::Request req;
+    st = ipc::Recv(ipc_fd_, &req, &error, /*dont_wait=*/i > 0);
+    if (st == ipc::RecvStatus::kOk && !Dispatch(req, &error)) st = ipc::RecvStatus::kProtocolError;
+  }
+  pumping_ = false;
+  Pump();
+  if (st == ipc::RecvStatus::kOk || st == ipc::RecvStatus::kWouldBlock) return;
   StopReading();
   if (on_end_) on_end_(st, error);
 }

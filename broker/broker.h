@@ -4,10 +4,11 @@
 //
 // Runs on the broker's event loop (broker/event_loop.h), on one thread: a request read from
 // the socketpair is validated and, if it needs Vault, sent there from the same thread, as an
-// asynchronous transfer. At most `max_in_flight` Vault calls run at once; requests beyond that
-// wait in a bounded queue (RESOURCE_EXHAUSTED when it is full) and leave together, as one
-// Transit batch call per free slot. Replies the frontend has no room for wait in a bounded
-// outbox until their deadline.
+// asynchronous transfer. Requests that arrive together (read in the same wakeup) leave
+// together, as one Transit batch call per operation; at most `max_in_flight` Vault calls run
+// at once, and requests beyond that wait in a bounded queue (RESOURCE_EXHAUSTED when it is
+// full) and leave together when a call ends. Nothing ever waits to fill a batch. Replies the
+// frontend has no room for wait in a bounded outbox until their deadline.
 //
 // Anything malformed is a protocol error: the broker stops reading, reports it, and main
 // closes the channel and exits, because only a compromised frontend sends such bytes.

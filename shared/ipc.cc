@@ -51,7 +51,7 @@ bool Send(int fd, const google::protobuf::Message& msg,
   }
 }
 
-RecvStatus Recv(int fd, google::protobuf::Message* msg, std::string* error) {
+RecvStatus Recv(int fd, google::protobuf::Message* msg, std::string* error, bool dont_wait) {
   // One byte more than the limit, so that an oversize datagram is seen even without MSG_TRUNC.
   thread_local std::vector<char> buf(kMaxFrame + 1);
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
@@ -63,8 +63,11 @@ RecvStatus Recv(int fd, google::protobuf::Message* msg, std::string* error) {
   mh.msg_controllen = sizeof control;
   ssize_t n;
   do {
-    n = recvmsg(fd, &mh, MSG_TRUNC | MSG_CMSG_CLOEXEC);
+    n = recvmsg(fd, &mh, MSG_TRUNC | MSG_CMSG_CLOEXEC | (dont_wait ? MSG_DONTWAIT : 0));
   } while (n < 0 && errno == EINTR);
+  if (n < 0 && dont_wait && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    return RecvStatus::kWouldBlock;
+  }
   if (n < 0) {
     *error = std::string("recvmsg: ") + strerror(errno);
     return errno == ECONNRESET ? RecvStatus::kClosed : RecvStatus::kIoError;

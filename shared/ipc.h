@@ -29,6 +29,7 @@ enum class RecvStatus {
                    // (an empty datagram is not EOF: it is a protocol error)
   kProtocolError,  // malformed input; *error says what, without echoing the bytes
   kIoError,
+  kWouldBlock,  // Recv(..., dont_wait = true) only: no datagram waiting
 };
 
 // Sends one message without ever blocking past `deadline`: when the peer is not reading and
@@ -43,8 +44,9 @@ bool Encode(const google::protobuf::Message& msg, std::string* frame, std::strin
 enum class SendStatus { kSent, kFull, kFailed };
 SendStatus TrySend(int fd, const std::string& frame, std::string* error);
 
-// Blocks for one datagram and decodes it into *msg.
-RecvStatus Recv(int fd, google::protobuf::Message* msg, std::string* error);
+// Blocks for one datagram and decodes it into *msg; with `dont_wait`, returns kWouldBlock at
+// once when none is waiting (an event loop reading all that is there).
+RecvStatus Recv(int fd, google::protobuf::Message* msg, std::string* error, bool dont_wait = false);
 
 // Decodes one frame (no I/O): used by Recv and directly by the fuzz target.
 RecvStatus Decode(const void* data, size_t size, google::protobuf::Message* msg,
