@@ -95,6 +95,8 @@ struct Flags {
   // --mix status:encrypt:decrypt in percent; empty = no mixed run.
   std::vector<int> mix;
   int vault_latency_ms = 0;  // added by the simulator to every Transit call (phases 3-4)
+  // Another build's broker (its frontend beside it): the same run against other code.
+  std::string broker;
 };
 
 void Usage() {
@@ -102,10 +104,11 @@ void Usage() {
                "usage: vault-kms-bench [--concurrency 1,8,64] [--seconds 5] [--starts 5] "
                "[--settle 2]\n"
                "  [--storm 10000] [--storm-concurrency 64] [--payload 32] [--mix S:E:D]\n"
-               "  [--vault-latency MS] [--out build/bench/results.json]\n"
+               "  [--vault-latency MS] [--broker PATH] [--out build/bench/results.json]\n"
                "  --payload: plaintext bytes per Encrypt (1-%zu); --mix: one more run per\n"
                "  concurrency with Status:Encrypt:Decrypt in these percentages (sum 100);\n"
-               "  --vault-latency: the simulator adds MS to every Transit call (0-10000)\n",
+               "  --vault-latency: the simulator adds MS to every Transit call (0-10000);\n"
+               "  --broker: another build's vault-kms-broker (and the frontend beside it)\n",
                validate::kMaxPlaintext);
 }
 
@@ -143,6 +146,14 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     if (!NextFlag("vault-kms-bench", argc, argv, &i, &a, &v)) return false;
     if (a == "--out") {
       f->out = v;
+      continue;
+    }
+    if (a == "--broker") {
+      if (access(v.c_str(), X_OK) != 0) {
+        std::fprintf(stderr, "vault-kms-bench: --broker %s is not an executable file\n", v.c_str());
+        return false;
+      }
+      f->broker = v;
       continue;
     }
     if (a == "--mix") {
@@ -392,6 +403,7 @@ int Main(int argc, char** argv) {
   out["vault"] = vault.is_sim() ? "simulator (same machine)" : "real Vault";
   out["payload_bytes"] = Json::UInt64(f.payload);
   out["vault_latency_ms"] = f.vault_latency_ms;
+  if (!f.broker.empty()) out["broker"] = f.broker;
   if (!f.mix.empty()) {
     out["mix_pct"]["status"] = f.mix[0];
     out["mix_pct"]["encrypt"] = f.mix[1];
@@ -412,6 +424,7 @@ int Main(int argc, char** argv) {
     // "info" logs only lifecycle events (logins, key versions), never per call.
     popts.log_level = "info";
     popts.key_refresh = "30s";  // the default: a benchmark should look like production
+    popts.broker_path = f.broker;
     plugin = std::make_unique<testing::PluginProcess>(popts);
     if (!plugin->Start(&err)) {
       std::fprintf(stderr, "vault-kms-bench: starting the plugin: %s\n", err.c_str());
