@@ -7,6 +7,7 @@
 #include <json/json.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,11 +17,14 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "broker/broker.h"
+#include "broker/event_loop.h"
 #include "broker/vault/backend.h"
 #include "broker/vault/backend_internal.h"
 #include "broker/vault/base64.h"
@@ -319,6 +323,97 @@ TEST_F(BatchAnswerTest, PlaintextThatIsNotBase64IsAnInternalErrorForThatItemOnly
   EXPECT_EQ(items[1].status.code(), Code::kInternal) << items[1].status.ToString();
   EXPECT_EQ(items[2].status.code(), Code::kInternal) << items[2].status.ToString();
   ExpectNoPlaintextLeft();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch encrypt answers (ReadEncryptBatchAnswer): the same item-for-item rule, plus the pinned
+// key version on every ciphertext.
+
+struct EncryptBatchAnswerTest : ::testing::Test {
+  std::vector<VaultBackend::EncryptItem> items{3};
+  std::vector<VaultBackend::EncryptItem*> sent{&items[0], &items[1], &items[2]};
+  VaultResponse r;
+  static constexpr uint64_t kVersion = 3;
+  const std::string key_id = "transit/kms:v3:0123456789abcdef0123456789abcdef";
+
+  static Json::Value Result(const std::string& reference, const std::string& ciphertext,
+                            const std::string& error = "") {
+    Json::Value v(Json::objectValue);
+    v["reference"] = reference;
+    if (!ciphertext.empty()) v["ciphertext"] = ciphertext;
+    if (!error.empty()) v["error"] = error;
+    return v;
+  }
+  static std::string Ct(int version, const std::string& payload) {
+    return "vault:v" + std::to_string(version) + ":" + Base64Encode(payload);
+  }
+  Json::Value& Results() { return r.json["data"]["batch_results"]; }
+  void Read() { ReadEncryptBatchAnswer(&r, sent, kVersion, key_id, "transit/kms"); }
+};
+
+TEST_F(EncryptBatchAnswerTest, EachItemGetsItsOwnCiphertextAndThePinnedKeyId) {
+  r.status = 200;
+  for (int i = 0; i < 3; ++i)
+    Results().append(Result(std::to_string(i), Ct(3, "ct" + std::to_string(i))));
+  Read();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(items[i].status.ok()) << items[i].status.ToString();
+    EXPECT_EQ(items[i].ciphertext, Ct(3, "ct" + std::to_string(i)));
+    EXPECT_EQ(items[i].key_id, key_id);
+  }
+}
+
+TEST_F(EncryptBatchAnswerTest, AnItemOfAnotherVersionOrRefusedFailsAlone) {
+  r.status = 400;  // Vault's answer when any item failed
+  Results().append(Result("0", Ct(3, "fine")));
+  Results().append(Result("1", Ct(4, "newer")));  // not the version Status reported
+  Results().append(Result("2", "", "requested version for encryption is less than the minimum"));
+  Read();
+  ASSERT_TRUE(items[0].status.ok()) << items[0].status.ToString();
+  EXPECT_EQ(items[0].key_id, key_id);
+  EXPECT_EQ(items[1].status.code(), Code::kInternal) << items[1].status.ToString();
+  EXPECT_NE(items[1].status.message().find("pinned v3"), std::string::npos);
+  EXPECT_TRUE(items[1].ciphertext.empty() && items[1].key_id.empty());
+  EXPECT_EQ(items[2].status.code(), Code::kFailedPrecondition) << items[2].status.ToString();
+  EXPECT_EQ(items[2].status.message().rfind("vault refused to encrypt: ", 0), 0u);
+}
+
+TEST_F(EncryptBatchAnswerTest, AnAnswerThatDoesNotMatchTheRequestFailsEveryItem) {
+  auto expect_all_internal = [&](const char* what) {
+    for (const auto& item : items) {
+      EXPECT_EQ(item.status.code(), Code::kInternal) << what << ": " << item.status.ToString();
+      EXPECT_TRUE(item.ciphertext.empty() && item.key_id.empty()) << what;
+    }
+  };
+  r.status = 200;
+  // Swapped: trusting the order would give caller 0 the ciphertext of caller 1's seed.
+  Results().append(Result("1", Ct(3, "one")));
+  Results().append(Result("0", Ct(3, "zero")));
+  Results().append(Result("2", Ct(3, "two")));
+  Read();
+  expect_all_internal("swapped references");
+
+  Results().clear();
+  Results().append(Result("0", Ct(3, "zero")));
+  Read();
+  expect_all_internal("results missing");
+
+  r.json = Json::Value(Json::objectValue);
+  r.json["data"]["ciphertext"] = Ct(3, "single-form answer");
+  Read();
+  expect_all_internal("no batch_results");
+}
+
+TEST_F(EncryptBatchAnswerTest, WholeRequestFailuresApplyToEveryItem) {
+  r = Http(503, "Vault is sealed");
+  Read();
+  for (const auto& item : items) {
+    EXPECT_EQ(item.status.code(), Code::kUnavailable) << item.status.ToString();
+    EXPECT_NE(item.status.message().find("sealed"), std::string::npos);
+  }
+  r = Transport(Code::kDeadlineExceeded, "timeout");
+  Read();
+  for (const auto& item : items) EXPECT_EQ(item.status.code(), Code::kDeadlineExceeded);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1256,6 +1351,204 @@ TEST_F(VaultSideTest, FailsOverPastDeadAndSealedNodesAndSticks) {
   req.deadline = In(seconds(3));
   EXPECT_NE(probing.Call(req).status, 0);  // the unsealed node answers (it has no such key)
   EXPECT_EQ(probing.preferred_addr(), 1u);
+}
+
+TEST_F(VaultSideTest, EncryptBatchIsOneVaultCallPinnedToTheReportedVersion) {
+  VaultBackend b(Config());  // refresh interval 60 s: the rotation below stays unseen
+  b.Start();
+  BackendHealth h = WaitHealthy(b);
+  ASSERT_TRUE(h.healthy) << h.healthz;
+  setup_->Expect("POST", "transit/keys/" + name_ + "/rotate", Json::Value(Json::objectValue));
+  const std::vector<std::string> plaintexts = {"first seed", "", kSeed, "fourth seed"};
+  std::vector<VaultBackend::EncryptItem> items(plaintexts.size());
+  for (size_t i = 0; i < items.size(); ++i) items[i].plaintext = plaintexts[i];
+  control_->ResetStats();
+  b.EncryptBatch(&items, In(seconds(3)));
+  EXPECT_EQ(SimRequests(), 1) << "three items for Vault, one HTTP call";
+  EXPECT_EQ(items[1].status.code(), Code::kInvalidArgument) << "an empty plaintext never goes";
+  for (size_t i : {0u, 2u, 3u}) {
+    ASSERT_TRUE(items[i].status.ok()) << i << ": " << items[i].status.ToString();
+    EXPECT_EQ(items[i].ciphertext.rfind("vault:v1:", 0), 0u) << "must stay on the version Status "
+                                                                "reported, not Vault's latest";
+    EXPECT_EQ(items[i].key_id, h.key_id);
+    std::string pt;
+    ASSERT_TRUE(b.Decrypt(items[i].ciphertext, In(seconds(3)), &pt).ok());
+    EXPECT_EQ(pt, plaintexts[i]) << "item " << i << " got another item's ciphertext";
+  }
+}
+
+// The transfer state machine: many transfers of one loop run at once on its one thread.
+TEST_F(VaultSideTest, TransfersOfOneLoopRunConcurrentlyOnItsThread) {
+  const std::string path = "transit/keys/" + name_;
+  control_->Latency(path, 300);
+  control_->ResetStats();
+  VaultHttp http(Config());
+  const std::thread::id loop_thread = http.loop()->Call([] { return std::this_thread::get_id(); });
+  constexpr int kTransfers = 8;
+  VaultRequest req;
+  req.path = path;
+  req.token = sim_->root_token();
+  req.deadline = In(seconds(5));
+  std::vector<long> statuses(kTransfers, -1);
+  std::vector<std::thread::id> ran_on(kTransfers);
+  std::atomic<int> done{0};
+  Clock::time_point t0 = Clock::now();
+  http.loop()->Call([&] {
+    for (int i = 0; i < kTransfers; ++i) {
+      http.Start(req, [&, i](VaultResponse* r) {
+        statuses[i] = r->status;
+        ran_on[i] = std::this_thread::get_id();
+        ++done;
+      });
+    }
+  });
+  ASSERT_TRUE(WaitUntil([&] { return done.load() == kTransfers; }, seconds(5)));
+  EXPECT_LT(Clock::now() - t0, milliseconds(1200)) << "the transfers ran one after another";
+  for (int i = 0; i < kTransfers; ++i) {
+    EXPECT_EQ(statuses[i], 200) << i;
+    EXPECT_EQ(ran_on[i], loop_thread) << i;
+  }
+  EXPECT_EQ(control_->Stats()["peak_in_flight_by_path"][path].asInt64(), kTransfers);
+  EXPECT_EQ(http.in_flight(), 0u);
+}
+
+TEST_F(VaultSideTest, CancelledTransferEndsAtOnceAndFreesItsConnection) {
+  const std::string path = "transit/keys/" + name_;
+  control_->Latency(path, 3000);
+  VaultHttp http(Config());
+  VaultRequest req;
+  req.path = path;
+  req.token = sim_->root_token();
+  req.deadline = In(seconds(10));
+  std::atomic<int> calls{0};
+  std::string error;
+  Code transport = Code::kOk;
+  VaultHttp::TransferId id = http.loop()->Call([&] {
+    return http.Start(req, [&](VaultResponse* r) {
+      error = r->error;
+      transport = r->transport;
+      ++calls;
+    });
+  });
+  std::this_thread::sleep_for(milliseconds(200));  // the request is at Vault now
+  ASSERT_EQ(calls.load(), 0);
+  Clock::time_point t0 = Clock::now();
+  http.loop()->Call([&] { http.Cancel(id); });
+  EXPECT_LT(Clock::now() - t0, milliseconds(100));
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(transport, Code::kUnavailable);
+  EXPECT_EQ(error, "cancelled");
+  http.loop()->Call([&] { http.Cancel(id); });  // finished: nothing happens
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(http.in_flight(), 0u);
+  // The abandoned exchange does not hold anything up: the next call is served at once.
+  control_->Latency(path, 0);
+  req.deadline = In(seconds(2));
+  t0 = Clock::now();
+  EXPECT_EQ(http.Call(req).status, 200);
+  EXPECT_LT(Clock::now() - t0, milliseconds(1000));
+}
+
+TEST_F(VaultSideTest, RetryBackoffIsATimerThatHoldsUpNoOtherTransfer) {
+  const std::string path = "transit/keys/" + name_;
+  VaultHttp::Options slow_retry;
+  slow_retry.retry_base = milliseconds(800);
+  slow_retry.retry_max = milliseconds(800);
+  VaultHttp http(Config(), slow_retry);
+  control_->Fail(path, 503, 1);
+  VaultRequest req;
+  req.path = path;
+  req.token = sim_->root_token();
+  req.deadline = In(seconds(5));
+  std::atomic<bool> first_done{false}, second_done{false};
+  VaultResponse first;
+  http.loop()->Call([&] {
+    http.Start(req, [&](VaultResponse* r) {
+      first = std::move(*r);
+      first_done = true;
+    });
+  });
+  std::this_thread::sleep_for(milliseconds(150));  // the first is waiting out its backoff now
+  Clock::time_point t0 = Clock::now();
+  VaultResponse second = http.Call(req);
+  second_done = true;
+  EXPECT_EQ(second.status, 200);
+  EXPECT_LT(Clock::now() - t0, milliseconds(300)) << "a backoff held up another transfer";
+  EXPECT_FALSE(first_done.load()) << "the first should still be in its backoff (400-800 ms)";
+  ASSERT_TRUE(WaitUntil([&] { return first_done.load(); }, seconds(3)));
+  EXPECT_EQ(first.status, 200);
+  EXPECT_EQ(first.attempts, 2) << "a 503, then the retry";
+}
+
+// The dispatch on the loop: requests arriving while every Vault call slot is taken wait in a
+// bounded queue and leave together as one batch call; beyond the queue they are refused at
+// once with RESOURCE_EXHAUSTED. Every caller gets exactly one answer, its own.
+TEST_F(VaultSideTest, BrokerBatchesWhatQueuesAndRefusesBeyondItsQueue) {
+  const std::string encrypt_path = "transit/encrypt/" + name_;
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
+  LoopThread loop_thread;
+  EventLoop* loop = loop_thread.loop();
+  std::unique_ptr<VaultBackend> backend;
+  std::unique_ptr<Broker> broker;
+  loop->Call([&] {
+    backend = std::make_unique<VaultBackend>(Config(), loop);
+    backend->Start();
+    Broker::Limits limits;
+    limits.max_in_flight = 1;
+    limits.max_queued = 4;
+    broker = std::make_unique<Broker>(backend.get(), loop, fds[0], limits);
+    broker->Start([](ipc::RecvStatus, const std::string&) {});
+  });
+  ASSERT_TRUE(WaitHealthy(*backend).healthy);
+  control_->Latency(encrypt_path, 300);
+  control_->ResetStats();
+
+  constexpr int kRequests = 8;
+  std::vector<std::string> plaintexts;
+  for (int i = 1; i <= kRequests; ++i) {
+    ipc::Request req;
+    req.set_id(static_cast<uint64_t>(i));
+    req.set_timeout_ms(5000);
+    plaintexts.push_back("seed number " + std::to_string(i));
+    req.mutable_encrypt()->set_plaintext(plaintexts.back());
+    std::string error;
+    ASSERT_TRUE(ipc::Send(fds[1], req, In(seconds(1)), &error)) << error;
+  }
+  std::map<uint64_t, ipc::Reply> replies;
+  while (replies.size() < kRequests) {
+    struct pollfd p = {fds[1], POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 5000), 1) << "missing replies: got " << replies.size();
+    ipc::Reply reply;
+    std::string error;
+    ASSERT_EQ(ipc::Recv(fds[1], &reply, &error), ipc::RecvStatus::kOk) << error;
+    EXPECT_TRUE(replies.emplace(reply.id(), reply).second) << "id " << reply.id() << " twice";
+  }
+  int accepted = 0, refused = 0;
+  for (const auto& [id, reply] : replies) {
+    if (reply.has_error()) {
+      EXPECT_EQ(reply.error().code(), static_cast<int>(Code::kResourceExhausted))
+          << reply.error().message();
+      ++refused;
+      continue;
+    }
+    ++accepted;
+    std::string pt;
+    ASSERT_TRUE(backend->Decrypt(reply.encrypt().ciphertext(), In(seconds(3)), &pt).ok());
+    EXPECT_EQ(pt, plaintexts[id - 1]) << "request " << id << " got another's ciphertext";
+  }
+  EXPECT_GE(refused, kRequests - 5) << "one in flight and four queued at most";
+  Json::Value stats = control_->Stats();
+  EXPECT_EQ(stats["peak_in_flight_by_path"][encrypt_path].asInt64(), 1);
+  EXPECT_LT(vt::SimControl::CountWithPrefix(stats, encrypt_path), accepted)
+      << "the queued Encrypts did not share a Vault call";
+  // Torn down on the loop's own thread, which may otherwise be running their callbacks.
+  loop->Call([&] {
+    broker.reset();
+    backend.reset();
+  });
+  close(fds[0]);
+  close(fds[1]);
 }
 
 TEST_F(VaultSideTest, ConnectionsAreKeptAliveAndReused) {

@@ -365,6 +365,31 @@ TEST_F(TransitTest, BatchEncryptDecryptEchoesReferencesAndFlagsPartialFailure) {
   EXPECT_EQ(Root("POST", "transit/decrypt/" + key_, all_good).status, 200);
 }
 
+// Vault's pathEncryptWrite reads key_version from each batch item; a top-level key_version is
+// read only by the single form and ignored next to batch_input.
+TEST_F(TransitTest, BatchEncryptTakesKeyVersionPerItemNotFromTheTopLevel) {
+  Root("POST", "transit/keys/" + key_ + "/rotate", Json::Value(Json::objectValue));
+  Json::Value b;
+  Json::Value pinned;
+  pinned["plaintext"] = B64("pinned");
+  pinned["key_version"] = 1;
+  pinned["reference"] = "0";
+  Json::Value latest;
+  latest["plaintext"] = B64("latest");
+  latest["reference"] = "1";
+  b["batch_input"].append(pinned);
+  b["batch_input"].append(latest);
+  b["key_version"] = 1;
+  HttpResult r = Root("POST", "transit/encrypt/" + key_, b);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const Json::Value& res = r.json["data"]["batch_results"];
+  ASSERT_EQ(res.size(), 2u) << r.body;
+  EXPECT_EQ(res[0]["ciphertext"].asString().rfind("vault:v1:", 0), 0u) << r.body;
+  EXPECT_EQ(res[0]["key_version"].asInt(), 1);
+  EXPECT_EQ(res[1]["ciphertext"].asString().rfind("vault:v2:", 0), 0u) << r.body;
+  EXPECT_EQ(res[1]["key_version"].asInt(), 2);
+}
+
 TEST_F(TransitTest, NestedMountsAndUnknownPaths) {
   const std::string mount = "team/" + Name("transit");
   Setup().EnableTransit(mount);
