@@ -47,6 +47,19 @@ void VaultSetup::EnableAppRole(const std::string& mount) {
   Expect("POST", "sys/auth/" + mount, body);
 }
 
+void VaultSetup::EnableCertAuth(const std::string& mount) {
+  Json::Value body;
+  body["type"] = "cert";
+  Expect("POST", "sys/auth/" + mount, body);
+}
+
+void VaultSetup::WriteCertRole(const std::string& mount, const std::string& name,
+                               const std::string& certificate, Json::Value params) {
+  if (!params.isObject()) params = Json::Value(Json::objectValue);
+  params["certificate"] = certificate;
+  Expect("POST", "auth/" + mount + "/certs/" + name, params);
+}
+
 void VaultSetup::WritePolicy(const std::string& name, const std::string& hcl) {
   Json::Value body;
   body["policy"] = hcl;

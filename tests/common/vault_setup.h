@@ -27,6 +27,10 @@ class VaultSetup {
   void EnableTransit(const std::string& mount = "transit");
   void CreateKey(const std::string& mount, const std::string& name);
   void EnableAppRole(const std::string& mount = "approle");
+  void EnableCertAuth(const std::string& mount = "cert");
+  // auth/<mount>/certs/<name>: `certificate` (PEM) plus whatever else `params` holds.
+  void WriteCertRole(const std::string& mount, const std::string& name,
+                     const std::string& certificate, Json::Value params = Json::Value());
   void WritePolicy(const std::string& name, const std::string& hcl);
   void CreateRole(const std::string& mount, const std::string& role, const Json::Value& params);
   std::string ReadRoleId(const std::string& mount, const std::string& role);

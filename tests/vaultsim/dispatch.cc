@@ -6,7 +6,7 @@
 namespace vaultsim {
 namespace {
 
-enum class Backend { kNone, kSys, kTokenStore, kAppRole, kTransit };
+enum class Backend { kNone, kSys, kTokenStore, kAppRole, kCert, kTransit };
 
 struct Route {
   Backend backend = Backend::kNone;
@@ -45,7 +45,9 @@ Route Resolve(Namespace& ns, const std::string& path) {
     const std::string prefix = (auth ? "auth/" : "") + mount_path;
     if (prefix.size() > best && Under(path, prefix, &sub)) {
       best = prefix.size();
-      r.backend = auth ? Backend::kAppRole : Backend::kTransit;
+      r.backend = !auth                  ? Backend::kTransit
+                  : mount.type == "cert" ? Backend::kCert
+                                         : Backend::kAppRole;
       r.mount = &mount;
       r.sub = sub;
     }
@@ -109,7 +111,8 @@ VaultResponse Dispatch(State& st, const VaultRequest& req) {
   bool sudo = false;
   bool revoke_after = false;
   const bool unauthenticated =
-      route.backend == Backend::kAppRole && AppRoleUnauthenticated(route.sub);
+      (route.backend == Backend::kAppRole && AppRoleUnauthenticated(route.sub)) ||
+      (route.backend == Backend::kCert && CertUnauthenticated(route.sub));
   if (!unauthenticated) {
     if (req.token.empty()) return Error(403, "permission denied");
     token = st.FindToken(req.token);
@@ -141,9 +144,12 @@ VaultResponse Dispatch(State& st, const VaultRequest& req) {
     case Backend::kTokenStore:
       resp = HandleTokenStore(ctx);
       break;
-    // sys/ only mounts AppRole as an auth method and transit as a secrets engine.
+    // sys/ only mounts AppRole and cert as auth methods and transit as a secrets engine.
     case Backend::kAppRole:
       resp = HandleAppRole(ctx);
+      break;
+    case Backend::kCert:
+      resp = HandleCert(ctx);
       break;
     case Backend::kTransit:
       resp = HandleTransit(ctx);

@@ -28,11 +28,21 @@ VaultResponse Dispatch(State& st, const VaultRequest& req);
 std::optional<bool> TransitExists(const Mount& mount, const std::string& sub);
 std::optional<bool> AppRoleExists(const Mount& mount, const std::string& sub);
 bool AppRoleUnauthenticated(const std::string& sub);
+bool CertUnauthenticated(const std::string& sub);
 // Paths Vault's system backend lists as root-protected (they need the sudo capability).
 bool SysNeedsSudo(const std::string& sub);
 
 VaultResponse HandleTransit(Ctx& c);
 VaultResponse HandleAppRole(Ctx& c);
+VaultResponse HandleCert(Ctx& c);
+
+// What a TLS certificate auth token's renewal must pass (Vault's cert pathLoginRenew): unless
+// the mount disables binding, the renewing connection's certificate must verify against the
+// token's certificate role and share a key identifier with the login certificate; the role must
+// still exist with the same policies. On success fills the role's TTLs and returns nullopt;
+// otherwise the error response.
+std::optional<VaultResponse> CertRenewal(Ctx& c, const Token& token, int64_t* ttl, int64_t* max_ttl,
+                                         int64_t* period);
 VaultResponse HandleTokenStore(Ctx& c);
 VaultResponse HandleSys(Ctx& c);
 

@@ -1,5 +1,7 @@
 #include "server.h"
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -70,6 +72,30 @@ std::string TokenOf(const httplib::Request& req) {
   const std::string auth = req.get_header_value("Authorization");
   if (token.empty() && auth.compare(0, 7, "Bearer ") == 0) token = auth.substr(7);
   return token;
+}
+
+std::string Der(X509* cert) {
+  unsigned char* der = nullptr;
+  const int len = i2d_X509(cert, &der);
+  std::string out = len > 0 ? std::string(reinterpret_cast<char*>(der), len) : std::string();
+  OPENSSL_free(der);
+  return out;
+}
+
+// On the server side OpenSSL keeps the leaf apart from the rest of the chain the client sent.
+std::vector<std::string> PeerCertificates(const httplib::Request& req) {
+  std::vector<std::string> out;
+  if (req.ssl == nullptr) return out;
+  X509* leaf = SSL_get1_peer_certificate(req.ssl);
+  if (leaf == nullptr) return out;
+  out.push_back(Der(leaf));
+  X509_free(leaf);
+  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(req.ssl);
+  for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
+    std::string der = Der(sk_X509_value(chain, i));
+    if (der != out.front()) out.push_back(std::move(der));
+  }
+  return out;
 }
 
 bool ParseBool(const std::string& s) {
@@ -157,6 +183,7 @@ void SimServer::ServeVault(const httplib::Request& req, httplib::Response& res) 
   vr.path = req.path.substr(4);
   vr.ns = NamespaceOf(req);
   vr.token = TokenOf(req);
+  vr.peer_certs = PeerCertificates(req);
   const size_t q = req.target.find('?');
   vr.raw_query = q == std::string::npos ? "" : req.target.substr(q + 1);
   const std::string stats_key = vr.ns + vr.path;

@@ -71,14 +71,38 @@ struct AppRole {
   std::map<std::string, SecretId> secret_ids;  // keyed by the secret-id itself
 };
 
+// A trusted certificate of the TLS certificate auth method (Vault's CertEntry, the subset the
+// simulator serves).
+struct CertRole {
+  std::string name;
+  std::string certificate;  // PEM: a CA (or chain) whose chains are trusted, or a leaf
+  std::string display_name;
+  std::vector<std::string> allowed_names;
+  std::vector<std::string> allowed_common_names;
+  std::vector<std::string> policies;
+  int64_t token_ttl = 0;
+  int64_t token_max_ttl = 0;
+  int64_t token_period = 0;
+  int64_t token_explicit_max_ttl = 0;
+  int64_t token_num_uses = 0;
+  bool token_no_default_policy = false;
+  std::string token_type = "default";
+  std::vector<std::string> token_bound_cidrs;
+};
+
 struct Mount {
   std::string path;  // namespace-relative, trailing slash; auth mounts without "auth/"
-  std::string type;  // "transit", "approle"
+  std::string type;  // "transit", "approle", "cert"
   std::string accessor;
   std::string uuid;
   std::string description;
   std::map<std::string, TransitKey> keys;
   std::map<std::string, AppRole> roles;
+  // TLS certificate auth: trusted certificates by name, the config, and one entity per alias
+  // (the certificate's common name), as Vault's identity store would keep.
+  std::map<std::string, CertRole> certs;
+  bool disable_binding = false;
+  std::map<std::string, std::string> cert_entities;
 };
 
 struct StoredPolicy {
@@ -117,6 +141,10 @@ struct Token {
   // For AppRole tokens: renewal re-reads the role's TTLs, as Vault's login renew callback does.
   std::string auth_mount;  // namespace-relative "approle/"
   std::string role_name;
+  // For TLS certificate auth tokens: the login certificate's key identifiers (raw bytes), which
+  // a renewal's certificate must share one of (Vault's login binding).
+  std::string cert_subject_key_id;
+  std::string cert_authority_key_id;
 
   bool IsRoot() const;
 };

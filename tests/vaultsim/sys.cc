@@ -145,8 +145,9 @@ VaultResponse AuthMethods(Ctx& c, const std::string& rest) {
       const std::string description = f.String("description");
       if (!f.ok()) return Error(400, f.error());
       if (type.empty()) return Error(400, "backend type must be specified as a string");
-      if (type != "approle") {
-        return Error(400, "vaultsim only provides the approle auth method, not \"" + type + "\"");
+      if (type != "approle" && type != "cert") {
+        return Error(
+            400, "vaultsim only provides the approle and cert auth methods, not \"" + type + "\"");
       }
       // The token method is always mounted at token/.
       const std::string existing = StartsWith(path, "token/") || StartsWith("token/", path)

@@ -86,7 +86,15 @@ VaultResponse Renew(Ctx& c, Token& t) {
   if (!t.renewable || t.ttl == 0) return Error(400, "lease is not renewable");
 
   int64_t backend_ttl = t.creation_ttl, backend_max = 0, period = t.period;
-  if (!t.role_name.empty()) {
+  Namespace* token_ns = c.st.FindNamespace(t.ns);
+  const Mount* auth_mount = nullptr;
+  if (token_ns != nullptr && !t.auth_mount.empty()) {
+    auto m = token_ns->auth_mounts.find(t.auth_mount);
+    if (m != token_ns->auth_mounts.end()) auth_mount = &m->second;
+  }
+  if (auth_mount != nullptr && auth_mount->type == "cert") {
+    if (auto refused = CertRenewal(c, t, &backend_ttl, &backend_max, &period)) return *refused;
+  } else if (!t.role_name.empty()) {
     // AppRole's renew callback re-reads the role, so a role change applies on the next renewal.
     Namespace* ns = c.st.FindNamespace(t.ns);
     const AppRole* role = nullptr;

@@ -22,6 +22,9 @@ struct VaultRequest {
   Json::Value data{Json::objectValue};
   std::string token;
   std::string ns;  // "" (root) or "team/" (always with a trailing slash)
+  // The TLS client certificate of the connection (DER), leaf first; empty when the client
+  // presented none. TLS certificate auth reads it, like Vault's req.Connection.ConnState.
+  std::vector<std::string> peer_certs;
 };
 
 struct VaultResponse {
