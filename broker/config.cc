@@ -99,13 +99,17 @@ const std::vector<flags::Spec>& BrokerFlagSpecs() {
       {"vault-auth-namespace", "", "", "namespace of the auth mount (default: --vault-namespace)"},
       {"transit-mount", "", "transit", "path of the Transit secrets engine"},
       {"transit-key", "", "kms", "name of the Transit key"},
-      {"auth-method", "", "approle", "approle or token"},
+      {"auth-method", "", "approle", "approle, token or cert"},
       {"approle-mount", "", "approle", "path of the AppRole auth method"},
       {"approle-role-id", "", "", "AppRole role-id (prefer --approle-role-id-file)"},
       {"approle-role-id-file", "", "", "file holding the AppRole role-id"},
       {"approle-secret-id-file", "", "",
        "file holding the AppRole secret-id (read at every login)"},
       {"token-file", "", "", "file holding a Vault token (--auth-method=token)"},
+      {"cert-auth-mount", "", "cert",
+       "path of the TLS certificate auth method (--auth-method=cert)"},
+      {"cert-auth-role", "", "",
+       "certificate role to log in with (--auth-method=cert; empty: Vault tries every role)"},
       {"key-refresh-interval", "", "30s", "how often key metadata is re-read from Vault"},
       {"vault-concurrency", "", "16",
        "Vault calls in flight at once, 1-256 (each Decrypt call carries up to 16 ciphertexts)"},
@@ -282,8 +286,43 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
         p.Given("approle-role-id-file")) {
       return Fail(message, "--approle-*: only with --auth-method=approle");
     }
+  } else if (method == "cert") {
+    v.auth_method = AuthMethod::kCert;
+    // The certificate and key are read again at every login (a renewed certificate is used
+    // without a restart), so relative paths would depend on the working directory.
+    if (v.client_cert.empty()) {
+      return Fail(message,
+                  "--vault-client-cert and --vault-client-key: required with --auth-method=cert "
+                  "(the certificate is the credential)");
+    }
+    if (v.client_cert[0] != '/' || v.client_key[0] != '/') {
+      return Fail(message,
+                  "--vault-client-cert/--vault-client-key: must be absolute paths with "
+                  "--auth-method=cert");
+    }
+    v.cert_auth_mount = p.GetOr("cert-auth-mount", "");
+    if (!ValidVaultName(v.cert_auth_mount, true)) {
+      return Fail(message,
+                  "--cert-auth-mount: \"" + v.cert_auth_mount + "\" is not a valid mount path");
+    }
+    v.cert_auth_role = p.GetOr("cert-auth-role", "");
+    if (!v.cert_auth_role.empty() && !ValidVaultName(v.cert_auth_role, false)) {
+      return Fail(message,
+                  "--cert-auth-role: \"" + v.cert_auth_role + "\" is not a valid role name");
+    }
+    if (p.Given("approle-secret-id-file") || p.Given("approle-role-id") ||
+        p.Given("approle-role-id-file")) {
+      return Fail(message, "--approle-*: only with --auth-method=approle");
+    }
+    if (p.Given("token-file")) return Fail(message, "--token-file: only with --auth-method=token");
   } else {
-    return Fail(message, "--auth-method: expected approle or token, got \"" + method + "\"");
+    return Fail(message, "--auth-method: expected approle, token or cert, got \"" + method + "\"");
+  }
+  if (v.auth_method != AuthMethod::kCert) {
+    for (const char* f : {"cert-auth-mount", "cert-auth-role"}) {
+      if (p.Given(f))
+        return Fail(message, std::string("--") + f + ": only with --auth-method=cert");
+    }
   }
 
   std::chrono::milliseconds refresh;

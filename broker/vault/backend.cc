@@ -65,6 +65,14 @@ std::string ValidateVaultConfig(const VaultConfig& c) {
   if (c.auth_method == AuthMethod::kAppRole) {
     if (!ValidPathName(c.approle_mount, true)) return "invalid AppRole mount name";
     if (c.role_id.empty() && c.role_id_file.empty()) return "no AppRole role-id configured";
+  } else if (c.auth_method == AuthMethod::kCert) {
+    if (!ValidPathName(c.cert_auth_mount, true)) return "invalid cert auth mount name";
+    if (!c.cert_auth_role.empty() && !ValidPathName(c.cert_auth_role, false)) {
+      return "invalid cert auth role name";
+    }
+    if (c.client_cert.empty() || c.client_key.empty()) {
+      return "cert auth needs a client certificate and key";
+    }
   } else if (c.token_file.empty()) {
     return "token auth needs a token file";
   }
@@ -260,6 +268,7 @@ struct VaultBackend::Impl {
     c.auth_ns = TrimSlashes(c.auth_ns);
     c.transit_mount = TrimSlashes(c.transit_mount);
     c.approle_mount = TrimSlashes(c.approle_mount);
+    c.cert_auth_mount = TrimSlashes(c.cert_auth_mount);
     return c;
   }
 
@@ -290,11 +299,10 @@ void VaultBackend::LogConfiguration() const {
   EnsureCurlGlobalInit();
   std::string addrs;
   for (const auto& a : impl_->config.addrs) addrs += (addrs.empty() ? "" : ",") + a;
-  log::Info("vault backend configured",
-            {{"addrs", addrs},
-             {"namespace", impl_->config.ns},
-             {"key", impl_->key_name},
-             {"auth", impl_->config.auth_method == AuthMethod::kToken ? "token" : "approle"}});
+  log::Info("vault backend configured", {{"addrs", addrs},
+                                         {"namespace", impl_->config.ns},
+                                         {"key", impl_->key_name},
+                                         {"auth", AuthMethodName(impl_->config.auth_method)}});
   if (!impl_->config_error.empty()) {
     log::Error("invalid vault configuration", {{"error", impl_->config_error}});
   }

@@ -14,7 +14,20 @@ constexpr unsigned kMaxVaultConcurrency = 256;
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
 
-enum class AuthMethod { kAppRole, kToken };
+enum class AuthMethod { kAppRole, kToken, kCert };
+
+// As --auth-method spells it (logs, `check`).
+inline const char* AuthMethodName(AuthMethod method) {
+  switch (method) {
+    case AuthMethod::kToken:
+      return "token";
+    case AuthMethod::kCert:
+      return "cert";
+    case AuthMethod::kAppRole:
+      break;
+  }
+  return "approle";
+}
 
 struct VaultConfig {
   std::vector<std::string> addrs;  // "https://host:port", tried in order (failover)
@@ -32,6 +45,10 @@ struct VaultConfig {
   std::string role_id_file;  // --approle-role-id-file (read at every login)
   std::string secret_id_file;
   std::string token_file;
+  // --auth-method=cert: the client certificate and key above are the credential; the login
+  // goes to auth/<cert_auth_mount>/login, naming cert_auth_role when set.
+  std::string cert_auth_mount = "cert";
+  std::string cert_auth_role;
   std::chrono::milliseconds key_refresh_interval{30000};
   int max_retries = 2;    // retries of 429/5xx within the caller's deadline
   int max_redirects = 2;  // 307 hops to the active node

@@ -373,6 +373,7 @@ struct VaultHttp::Slot {
   bool headers_post = false;
   std::string headers_ns;
   const char* token_line = nullptr;  // inside `headers`; null when it carries no token
+  bool fresh = false;                // the handle is set for VaultRequest::fresh_connection
 
   void FreeHeaders() {
     for (curl_slist* p = headers; p != nullptr; p = p->next) WipeMemory(p->data, strlen(p->data));
@@ -790,6 +791,15 @@ void VaultHttp::Exchange(Transfer* t) {
   if (!config_.tls_server_name.empty()) {
     curl_easy_setopt(h, CURLOPT_CONNECT_TO,
                      t->hop == 0 ? multi_->connect_to[t->addr_index] : t->redirect_connect_to);
+  }
+  if (s->fresh != t->req.fresh_connection) {
+    // libcurl reads the certificate files when it opens a connection, and a resumed TLS session
+    // carries the client certificate of the handshake that created it.
+    const long fresh = t->req.fresh_connection ? 1L : 0L;
+    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, fresh);
+    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, fresh);
+    curl_easy_setopt(h, CURLOPT_SSL_SESSIONID_CACHE, 1L - fresh);
+    s->fresh = t->req.fresh_connection;
   }
   if (t->req.method == HttpMethod::kPost) {
     // POSTFIELDS (not COPYPOSTFIELDS): libcurl reads the caller's buffer, no copy to wipe.

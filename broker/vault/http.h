@@ -58,6 +58,11 @@ struct VaultRequest {
   std::string_view token;  // "" = no X-Vault-Token header; must outlive the transfer
   std::string ns;          // "" = no X-Vault-Namespace header
   Deadline deadline;
+  // Over a new TLS connection of its own, with no session resumed and none kept: for calls
+  // whose answer depends on the client certificate (cert auth login and renewal), so that the
+  // certificate on disk now is the one presented, not the one a pooled connection (or a
+  // resumed session) was opened with. Slower: a full handshake.
+  bool fresh_connection = false;
 };
 
 struct VaultResponse {

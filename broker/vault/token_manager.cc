@@ -1,8 +1,10 @@
 #include "broker/vault/token_manager.h"
 
 #include <algorithm>
+#include <ctime>
 
 #include "broker/vault/auth_answer.h"
+#include "broker/vault/client_cert.h"
 #include "shared/log.h"
 
 namespace vkms::broker {
@@ -211,11 +213,55 @@ void TokenManager::TokenFileLogin(Deadline deadline,
   });
 }
 
+void TokenManager::CertLogin(Deadline deadline, std::function<void(Status, Credential*)> done) {
+  // No secret in the body: the credential is the certificate of the TLS connection.
+  auto body = std::make_shared<std::string>("{}");
+  if (!config_.cert_auth_role.empty()) {
+    body->assign("{\"name\":");
+    AppendJsonString(body.get(), config_.cert_auth_role);
+    body->push_back('}');
+  }
+  VaultRequest req;
+  req.method = HttpMethod::kPost;
+  req.path = "auth/" + config_.cert_auth_mount + "/login";
+  req.body = *body;
+  req.ns = config_.auth_ns.empty() ? config_.ns : config_.auth_ns;
+  req.deadline = deadline;
+  req.fresh_connection = true;
+  login_transfer_ = http_->Start(req, [this, body, done = std::move(done)](VaultResponse* r) {
+    login_transfer_ = 0;
+    Credential cred;
+    std::string why;
+    bool parsed = ReadAuthAnswer(AuthAnswerKind::kLogin, &r->json, &cred, &why);
+    Status s;
+    if (r->transport != Code::kOk) {
+      s = Status(TransportCode(*r), TransportReason(*r));
+    } else if (!r->ok()) {
+      // Vault refuses an expired certificate with a 500 ("failed to verify client's
+      // certificate"): a credential problem all the same.
+      s = Status(r->status == 400 || r->status == 403 || r->status == 500 ? Code::kPermissionDenied
+                                                                          : Code::kUnavailable,
+                 "vault login failed: " + HttpReason(*r));
+    } else if (!parsed) {
+      s = Status(Code::kUnavailable, "vault login failed: " + why);
+    }
+    if (!s.ok()) {
+      // Vault's text names neither the file nor the fix; the certificate on disk may.
+      std::string problem = ClientCertificateProblem(config_.client_cert, std::time(nullptr));
+      if (!problem.empty()) s = Status(s.code(), s.message() + " (" + problem + ")");
+    }
+    done(s, &cred);
+  });
+}
+
 void TokenManager::DoLogin(Deadline deadline, std::function<void(Status, Credential*)> done) {
-  if (config_.auth_method == AuthMethod::kToken) {
-    TokenFileLogin(deadline, std::move(done));
-  } else {
-    AppRoleLogin(deadline, std::move(done));
+  switch (config_.auth_method) {
+    case AuthMethod::kToken:
+      return TokenFileLogin(deadline, std::move(done));
+    case AuthMethod::kCert:
+      return CertLogin(deadline, std::move(done));
+    case AuthMethod::kAppRole:
+      return AppRoleLogin(deadline, std::move(done));
   }
 }
 
@@ -254,7 +300,7 @@ void TokenManager::LoginDone(const Status& s, Credential* cred, Clock::time_poin
   }
   login_attempted_ = true;
   last_login_status_ = s;
-  const char* method = config_.auth_method == AuthMethod::kToken ? "token" : "approle";
+  const char* method = AuthMethodName(config_.auth_method);
   if (s.ok()) {
     token_ = std::make_shared<const SecretString>(std::move(cred->token));
     ++generation_;
@@ -310,6 +356,8 @@ void TokenManager::Renew(Deadline deadline, StatusDone done) {
   req.token = token->view();
   req.ns = config_.ns;
   req.deadline = deadline;
+  // Vault checks a certificate token's renewal against the connection's client certificate.
+  req.fresh_connection = config_.auth_method == AuthMethod::kCert;
   const Clock::time_point started = Clock::now();
   renew_transfer_ = http_->Start(
       req, [this, token, body, gen, increment, started, done = std::move(done)](VaultResponse* r) {

@@ -1,7 +1,7 @@
-// TokenManager: the only owner of the broker's Vault token. It logs in (AppRole, or a token
-// read from a file), renews the token at ~2/3 of the lease Vault actually granted, logs in
-// again when renewal is capped by max_ttl or fails, and injects the token into calls so that
-// it never leaves this class.
+// TokenManager: the only owner of the broker's Vault token. It logs in (AppRole, TLS
+// certificate, or a token read from a file), renews the token at ~2/3 of the lease Vault actually
+// granted, logs in again when renewal is capped by max_ttl or fails, and injects the token into
+// calls so that it never leaves this class.
 //
 // Everything runs on the VaultHttp's event loop: the renewal schedule is a loop timer, a login
 // is a transfer, and a call that needs a token while a login is in flight waits in a list (at
@@ -10,9 +10,12 @@
 // VaultHttp outlives it.
 //
 // Credentials: the secret-id (and the role-id / token when they come from files) is read
-// from its file at every login, used once and wiped. The token is held in a SecretString
-// behind a shared_ptr so calls in flight keep the token they started with while a new one is
-// installed; the old one is wiped when its last user is done.
+// from its file at every login, used once and wiped. With certificate auth the client
+// certificate and key are the credential: libcurl reads them from their files when it opens a
+// connection, and the login (and renewal, which Vault also checks against the certificate)
+// goes over a fresh connection, so a certificate renewed on disk is presented at once. The token is
+// held in a SecretString behind a shared_ptr so calls in flight keep the token they started with
+// while a new one is installed; the old one is wiped when its last user is done.
 #pragma once
 
 #include <chrono>
@@ -114,6 +117,7 @@ class TokenManager {
   void DoLogin(Deadline deadline, std::function<void(Status, Credential*)> done);
   void AppRoleLogin(Deadline deadline, std::function<void(Status, Credential*)> done);
   void TokenFileLogin(Deadline deadline, std::function<void(Status, Credential*)> done);
+  void CertLogin(Deadline deadline, std::function<void(Status, Credential*)> done);
   void LoginDone(const Status& s, Credential* cred, Clock::time_point started);
   // The token held now, if it has not expired; and its generation.
   std::shared_ptr<const SecretString> CurrentToken(uint64_t* generation) const;

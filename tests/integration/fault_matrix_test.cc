@@ -43,16 +43,6 @@ milliseconds Since(Clock::time_point t0) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
 }
 
-// Polls `pred` every 50 ms until it holds or `timeout` passes.
-bool WaitUntil(const std::function<bool()>& pred, milliseconds timeout) {
-  auto until = Clock::now() + timeout;
-  do {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  } while (Clock::now() < until);
-  return pred();
-}
-
 // A TCP port on 127.0.0.1 that refuses connections for as long as this object lives: the socket
 // is bound (so nobody else gets the port) but never listens.
 class ClosedPort {

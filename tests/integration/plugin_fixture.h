@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "tests/integration/plugin_process.h"
 #include "tests/integration/vault_env.h"
@@ -19,6 +21,16 @@
   } while (0)
 
 namespace vkms::testing {
+
+// Polls `pred` every 50 ms until it holds or `timeout` passes.
+inline bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  do {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  } while (std::chrono::steady_clock::now() < until);
+  return pred();
+}
 
 class PluginFixture : public ::testing::Test {
  protected:

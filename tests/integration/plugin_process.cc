@@ -59,6 +59,16 @@ void PluginProcess::WriteSecretId(const std::string& secret_id) {
   WriteCredential("secret-id", secret_id);
 }
 
+void PluginProcess::WriteToken(const std::string& token) {
+  WriteCredential("token", token);
+}
+
+void PluginProcess::WriteClientCertificate(const std::string& cert_pem,
+                                           const std::string& key_pem) {
+  WriteCredential("client-key.pem", key_pem);
+  WriteCredential("client.pem", cert_pem);
+}
+
 bool PluginProcess::Start(std::string* error) {
   char tmpl[] = "/tmp/vkms-it-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {
@@ -85,7 +95,14 @@ bool PluginProcess::Start(std::string* error) {
     chmod(ca.c_str(), 0644);
     args.push_back("--vault-ca-file=" + ca);
   }
-  if (!options_.token.empty()) {
+  if (!options_.client_cert_pem.empty()) {
+    WriteClientCertificate(options_.client_cert_pem, options_.client_key_pem);
+    args.push_back("--vault-client-cert=" + dir_ + "/creds/client.pem");
+    args.push_back("--vault-client-key=" + dir_ + "/creds/client-key.pem");
+  }
+  if (options_.cert_auth) {
+    args.push_back("--auth-method=cert");
+  } else if (!options_.token.empty()) {
     WriteCredential("token", options_.token);
     args.push_back("--auth-method=token");
     args.push_back("--token-file=" + dir_ + "/creds/token");

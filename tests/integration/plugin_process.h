@@ -22,10 +22,14 @@ constexpr uid_t kFrontendUid = 65533;
 
 struct PluginOptions {
   std::vector<std::string> vault_addrs;
-  std::string ca_file;           // copied next to the credentials, readable by the broker user
-  std::string role_id;           // written to role-id (0400)
-  std::string secret_id;         // written to secret-id (0400)
-  std::string token;             // if set: --auth-method=token with a token file instead of AppRole
+  std::string ca_file;    // copied next to the credentials, readable by the broker user
+  std::string role_id;    // written to role-id (0400)
+  std::string secret_id;  // written to secret-id (0400)
+  std::string token;      // if set: --auth-method=token with a token file instead of AppRole
+  // If set: written (PEM, 0400) to client.pem/client-key.pem next to the other credentials and
+  // given as --vault-client-cert/--vault-client-key.
+  std::string client_cert_pem, client_key_pem;
+  bool cert_auth = false;        // --auth-method=cert: the client certificate is the credential
   bool role_id_as_flag = false;  // --approle-role-id=<id> instead of a role-id file
   std::string key_refresh = "1s";
   std::string log_level = "debug";
@@ -62,6 +66,9 @@ class PluginProcess {
   const std::string& dir() const { return dir_; }
   std::string secret_id_path() const { return dir_ + "/creds/secret-id"; }
   void WriteSecretId(const std::string& secret_id);
+  // Replace the credential files by atomic renames, as Vault Agent's sink or cert-manager do.
+  void WriteToken(const std::string& token);
+  void WriteClientCertificate(const std::string& cert_pem, const std::string& key_pem);
   int metrics_port() const;
   std::string Logs() const;  // everything both processes wrote to stdout/stderr so far
 

@@ -25,6 +25,9 @@ VaultEnv::~VaultEnv() {
     try {
       setup_->Expect("DELETE", "sys/mounts/" + transit_mount_, Json::Value(), {200, 204, 404});
       setup_->Expect("DELETE", "sys/auth/" + approle_mount_, Json::Value(), {200, 204, 404});
+      if (cert_enabled_) {
+        setup_->Expect("DELETE", "sys/auth/" + cert_mount_, Json::Value(), {200, 204, 404});
+      }
       setup_->Expect("DELETE", "sys/policies/acl/" + policy_, Json::Value(), {200, 204, 404});
     } catch (const std::exception&) {
     }
@@ -40,6 +43,7 @@ bool VaultEnv::Start(std::string* error) {
     std::string suffix = RandomSuffix();
     transit_mount_ = "vkms-it-" + suffix + "-transit";
     approle_mount_ = "vkms-it-" + suffix + "-approle";
+    cert_mount_ = "vkms-it-" + suffix + "-cert";
     policy_ = "vkms-it-" + suffix;
   } else {
     sim_ = std::make_unique<SimProcess>();
@@ -95,6 +99,20 @@ PluginOptions VaultEnv::DefaultPluginOptions() {
   o.secret_id = NewSecretId();
   o.extra_flags = PluginFlags();
   return o;
+}
+
+void VaultEnv::SetUpCertAuth(const std::string& certificate, Json::Value params) {
+  if (!cert_enabled_) {
+    setup_->EnableCertAuth(cert_mount_);
+    cert_enabled_ = true;
+  }
+  if (!params.isObject()) params = Json::Value(Json::objectValue);
+  params["token_policies"] = policy_;
+  setup_->WriteCertRole(cert_mount_, role_, certificate, params);
+}
+
+std::vector<std::string> VaultEnv::CertAuthFlags() const {
+  return {"--cert-auth-mount=" + cert_mount_, "--cert-auth-role=" + role_};
 }
 
 std::vector<std::string> VaultEnv::PluginFlags() const {

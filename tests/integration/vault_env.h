@@ -40,6 +40,13 @@ class VaultEnv {
   SimControl& sim() { return *control_; }
   SimProcess* sim_process() { return sim_.get(); }
 
+  const std::string& policy() const { return policy_; }
+  // TLS certificate auth: enables the method (once) and trusts `certificate` (PEM, a CA or a
+  // leaf) as role "vault-kms" with the plugin's policy, plus `params` (TTLs, constraints).
+  void SetUpCertAuth(const std::string& certificate, Json::Value params = Json::Value());
+  // The flags that select that mount and role.
+  std::vector<std::string> CertAuthFlags() const;
+
   // The flags that point the plugin at this Vault's transit mount, key and AppRole mount.
   std::vector<std::string> PluginFlags() const;
   // Everything a plugin needs to run against this Vault, with a fresh secret-id.
@@ -52,6 +59,8 @@ class VaultEnv {
   std::unique_ptr<SimControl> control_;
   std::string addr_, ca_file_, root_token_;
   std::string transit_mount_ = "transit", approle_mount_ = "approle", key_ = "kms";
+  std::string cert_mount_ = "cert";
+  bool cert_enabled_ = false;
   std::string policy_ = "vault-kms", role_ = "vault-kms", role_id_;
 };
 

@@ -156,6 +156,67 @@ TEST_F(BrokerConfigTest, MissingRequiredValues) {
   EXPECT_NE(msg.find("--token-file"), std::string::npos) << msg;
 }
 
+// --auth-method=cert: the client certificate is the credential, read again at every login.
+std::vector<std::string> CertBase() {
+  return {"--socket=unix:///tmp/vkms-test.sock", "--vault-addr=https://127.0.0.1:8200",
+          "--auth-method=cert", "--vault-client-cert=/etc/hostname",
+          "--vault-client-key=/etc/hostname"};
+}
+
+TEST_F(BrokerConfigTest, CertAuthMethod) {
+  BrokerConfig c;
+  std::string msg;
+  ASSERT_EQ(ParseBrokerFlags(CertBase(), &c, &msg), ParseResult::kOk) << msg;
+  EXPECT_EQ(c.vault.auth_method, AuthMethod::kCert);
+  EXPECT_EQ(c.vault.cert_auth_mount, "cert");
+  EXPECT_EQ(c.vault.cert_auth_role, "");
+  auto args = CertBase();
+  args.push_back("--cert-auth-mount=team/cert");
+  args.push_back("--cert-auth-role=vault-kms");
+  BrokerConfig d;
+  ASSERT_EQ(ParseBrokerFlags(args, &d, &msg), ParseResult::kOk) << msg;
+  EXPECT_EQ(d.vault.cert_auth_mount, "team/cert");
+  EXPECT_EQ(d.vault.cert_auth_role, "vault-kms");
+  EXPECT_STREQ(AuthMethodName(d.vault.auth_method), "cert");
+}
+
+TEST_F(BrokerConfigTest, CertAuthFlagsAreCheckedAtStart) {
+  const std::vector<BadFlag> cases = {
+      // No certificate: nothing to log in with.
+      {{"--socket=/tmp/a.sock", "--vault-addr=https://a:1", "--auth-method=cert"},
+       "--vault-client-cert"},
+      {{"--socket=/tmp/a.sock", "--vault-addr=https://a:1", "--auth-method=cert",
+        "--vault-client-cert=/etc/hostname"},
+       "--vault-client-key"},
+      {{"--socket=/tmp/a.sock", "--vault-addr=https://a:1", "--auth-method=cert",
+        "--vault-client-cert=/nonexistent/tls.crt", "--vault-client-key=/etc/hostname"},
+       "--vault-client-cert"},
+      {{"--cert-auth-mount=../sys"}, "--cert-auth-mount"},
+      {{"--cert-auth-role=a/b"}, "--cert-auth-role"},
+      {{"--approle-secret-id-file=/s"}, "--approle-"},
+      {{"--token-file=/t"}, "--token-file"},
+  };
+  for (const auto& bad : cases) {
+    std::vector<std::string> args = bad.change.size() > 1 ? bad.change : CertBase();
+    if (bad.change.size() == 1) args.push_back(bad.change[0]);
+    BrokerConfig c;
+    std::string msg;
+    EXPECT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kError) << bad.change.back();
+    EXPECT_NE(msg.find(bad.names), std::string::npos)
+        << "message \"" << msg << "\" for " << bad.change.back();
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  // The cert flags mean nothing to the other methods: refused, not ignored.
+  for (const char* flag : {"--cert-auth-mount=cert", "--cert-auth-role=r"}) {
+    auto args = Base();
+    args.push_back(flag);
+    BrokerConfig c;
+    std::string msg;
+    EXPECT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kError) << flag;
+    EXPECT_NE(msg.find("only with --auth-method=cert"), std::string::npos) << msg;
+  }
+}
+
 TEST_F(BrokerConfigTest, HelpListsEveryFlag) {
   BrokerConfig c;
   std::string msg;

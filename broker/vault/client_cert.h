@@ -1,0 +1,18 @@
+// What is wrong with the TLS client certificate on disk, in words an operator can act on. For
+// --auth-method=cert, where that certificate is the credential: Vault's own refusal of an
+// expired certificate names neither the file nor what to do.
+//
+// Callers: TokenManager after a failed certificate login (loop thread), and `check`. Reads a
+// public file only (never the key).
+#pragma once
+
+#include <ctime>
+#include <string>
+
+namespace vkms::broker {
+
+// "" when the PEM certificate at `path` can be read and is valid at `now` (unix seconds);
+// otherwise e.g. "client certificate /etc/vault-kms/tls.crt expired at 2026-01-31T10:00:00Z".
+std::string ClientCertificateProblem(const std::string& path, std::time_t now);
+
+}  // namespace vkms::broker
