@@ -1,4 +1,5 @@
-// Issue 17, end to end through the real binaries: TLS certificate auth (--auth-method=cert).
+// Issue 17, end to end through the real binaries: TLS certificate auth (--auth-method=cert)
+// and a token file kept fresh by Vault Agent (--auth-method=token).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -157,6 +158,38 @@ TEST(CertAuthFlagsTest, CertMethodWithoutACertificateExitsTwo) {
       RunBrokerExpectingExit({"--vault-addr=https://127.0.0.1:1", "--auth-method=cert"}, &out), 2);
   EXPECT_NE(out.find("--vault-client-cert"), std::string::npos) << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+}
+
+// Vault Agent's auto-auth sink replaces the token file (write to a temporary file, rename) each
+// time it authenticates; the broker reads the file again when its token stops working.
+class VaultAgentTokenTest : public PluginFixture {
+ protected:
+  std::string NewToken() {
+    Json::Value params(Json::objectValue);
+    params["policies"].append(vault_.policy());
+    params["ttl"] = "1h";
+    return vault_.setup().CreateToken(params);
+  }
+};
+
+TEST_F(VaultAgentTokenTest, ReplacedTokenFileIsReadWhenTheOldTokenIsRevoked) {
+  const std::string first = NewToken();
+  PluginOptions o = Options();
+  o.token = first;
+  auto plugin = StartPlugin(o);
+  ASSERT_EQ(RoundTrip(plugin->socket_path()), "") << plugin->Logs();
+
+  // The agent re-authenticates and writes its new token; the old one is revoked.
+  const std::string second = NewToken();
+  plugin->WriteToken(second);
+  Json::Value revoke;
+  revoke["token"] = first;
+  vault_.setup().Expect("POST", "auth/token/revoke", revoke);
+
+  EXPECT_EQ(RoundTrip(plugin->socket_path()), "") << plugin->Logs();
+  const std::string logs = plugin->Logs();
+  EXPECT_NE(logs.find("vault refused the token; logging in again"), std::string::npos) << logs;
+  for (const std::string& t : {first, second}) EXPECT_EQ(logs.find(t), std::string::npos);
 }
 
 }  // namespace
