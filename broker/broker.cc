@@ -251,6 +251,7 @@ void Broker::HandleDecrypt(Batch* b) {
     if (b->start >= b->requests[i].deadline) continue;
     VaultBackend::DecryptItem item;
     item.ciphertext = b->requests[i].req.decrypt().ciphertext();
+    item.key_id = b->requests[i].req.decrypt().key_id();
     b->decrypts.push_back(std::move(item));
     b->item_of.push_back(i);
     latest = std::max(latest, b->requests[i].deadline);
@@ -355,6 +356,14 @@ void Broker::HandleStats(const ipc::Request&, ipc::Reply* reply) {
   st->set_seconds_since_vault_contact(b.seconds_since_vault_contact);
   st->set_key_refreshes_ok(b.key_refreshes_ok);
   st->set_key_refreshes_failed(b.key_refreshes_failed);
+  for (const auto& use : b.decrypt_versions) {
+    auto* v = st->add_decrypt_key_versions();
+    v->set_version(use.version);
+    v->set_decrypts(use.decrypts);
+    v->set_last_unix(use.last_unix);
+  }
+  st->set_decrypts_foreign_key_id(b.foreign_key_id_decrypts);
+  st->set_foreign_key_id_last_unix(b.foreign_key_id_last_unix);
   for (const auto& [labels, h] : b.vault_requests) {
     auto* v = st->add_vault_requests();
     v->set_operation(labels.first);

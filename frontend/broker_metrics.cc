@@ -95,6 +95,31 @@ std::vector<MetricFamily> BrokerFamilies(const ipc::StatsReply* s) {
     lat.metric.push_back(std::move(m));
   }
   out.push_back(std::move(lat));
+
+  // When an old key version, or another plugin's DEKs, stop being needed (README: retiring a
+  // key version; Migrating). Labels: at most 11 versions ("older" folds the rest).
+  MetricFamily uses = Family("vault_kms_decrypt_key_version_total",
+                             "Decrypts that succeeded, by the Transit key version their "
+                             "ciphertext needed (the latest 10 versions, then \"older\")",
+                             MetricType::Counter);
+  MetricFamily last =
+      Family("vault_kms_decrypt_key_version_last_used_timestamp_seconds",
+             "When a Decrypt last needed the key version (unix seconds)", MetricType::Gauge);
+  for (const auto& v : s->decrypt_key_versions()) {
+    uses.metric.push_back(
+        Value(MetricType::Counter, static_cast<double>(v.decrypts()), {{"version", v.version()}}));
+    last.metric.push_back(
+        Value(MetricType::Gauge, static_cast<double>(v.last_unix()), {{"version", v.version()}}));
+  }
+  out.push_back(std::move(uses));
+  out.push_back(std::move(last));
+  out.push_back(Single("vault_kms_decrypt_foreign_key_id_total",
+                       "Decrypts that succeeded for a key_id vault-kms never issued (stored by "
+                       "another KMS plugin before a migration)",
+                       MetricType::Counter, static_cast<double>(s->decrypts_foreign_key_id())));
+  out.push_back(Single("vault_kms_decrypt_foreign_key_id_last_used_timestamp_seconds",
+                       "When a Decrypt last came with a foreign key_id (unix seconds; 0: never)",
+                       MetricType::Gauge, static_cast<double>(s->foreign_key_id_last_unix())));
   return out;
 }
 

@@ -127,4 +127,12 @@ std::string LoggableUid(std::string_view uid) {
   return std::string(uid);
 }
 
+std::string LoggableKeyId(std::string_view key_id) {
+  constexpr size_t kMax = 128;
+  std::string out;
+  for (char c : key_id.substr(0, kMax)) out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  if (key_id.size() > kMax) out += "...";
+  return out;
+}
+
 }  // namespace vkms::validate

@@ -36,4 +36,8 @@ Status Annotations(const std::map<std::string, std::string>& annotations);
 // The apiserver's uid is a UUID; anything else is replaced so it is safe to log.
 std::string LoggableUid(std::string_view uid);
 
+// A key_id for a log line: printable ASCII kept (key_ids hold no secrets), anything else as
+// '?', at most 128 characters. Key_ids from Decrypt requests are the caller's bytes.
+std::string LoggableKeyId(std::string_view key_id);
+
 }  // namespace vkms::validate

@@ -1,5 +1,7 @@
 #include "broker/vault/backend.h"
 
+#include <ctime>
+
 #include "broker/vault/backend_internal.h"
 #include "broker/vault/base64.h"
 #include "broker/vault/http.h"
@@ -274,6 +276,12 @@ struct VaultBackend::Impl {
 
   // For DecryptBatch: ok when the ciphertext may be sent to Vault.
   Status CheckDecryptInput(std::string_view ciphertext);
+  // Counts the Decrypts among `done` that succeeded (DecryptUse) and logs a foreign key_id
+  // the first time it is seen.
+  void RecordDecrypts(const std::vector<DecryptItem*>& done);
+  // Whether `key_id` is what this plugin issues for `version` of the configured key.
+  bool OwnKeyId(std::string_view key_id, uint64_t version,
+                const std::shared_ptr<const KeyMetadata>& meta);
   BackendHealth Health() const;
 
   const VaultConfig config;
@@ -282,6 +290,10 @@ struct VaultBackend::Impl {
   TokenManager tokens;
   KeyCache keys;
   const std::string key_name, encrypt_path, decrypt_path;
+  DecryptUse decrypt_use;
+  // key_ids of older versions, computed once per metadata read.
+  std::shared_ptr<const KeyMetadata> key_ids_of;
+  std::map<uint64_t, std::string> key_ids;
 };
 
 VaultBackend::VaultBackend(VaultConfig config)
@@ -387,6 +399,9 @@ BackendStats VaultBackend::Stats() const {
     s.key_refreshes_failed = k.refreshes_failed;
     s.seconds_since_vault_contact = impl_->http.request_metrics().SecondsSinceLastContact();
     s.vault_requests = impl_->http.request_metrics().Snapshot();
+    s.decrypt_versions = impl_->decrypt_use.Versions(s.key_version);
+    s.foreign_key_id_decrypts = impl_->decrypt_use.foreign_decrypts();
+    s.foreign_key_id_last_unix = impl_->decrypt_use.foreign_last_unix();
     return s;
   });
 }
@@ -466,6 +481,44 @@ void VaultBackend::EncryptBatch(std::vector<EncryptItem>* items, Deadline deadli
                          });
 }
 
+bool VaultBackend::Impl::OwnKeyId(std::string_view key_id, uint64_t version,
+                                  const std::shared_ptr<const KeyMetadata>& meta) {
+  if (key_id == meta->key_id) return true;  // the current version: nearly every call
+  if (key_ids_of != meta) {
+    key_ids_of = meta;
+    key_ids.clear();
+  }
+  auto it = key_ids.find(version);
+  if (it == key_ids.end()) {
+    auto created = meta->creation.find(version);
+    if (created == meta->creation.end()) return false;
+    it = key_ids
+             .emplace(version, MakeKeyId(config.ns, config.transit_mount, config.transit_key,
+                                         version, created->second))
+             .first;
+  }
+  return key_id == it->second;
+}
+
+void VaultBackend::Impl::RecordDecrypts(const std::vector<DecryptItem*>& done) {
+  std::shared_ptr<const KeyMetadata> meta = keys.Current();
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  for (const DecryptItem* item : done) {
+    uint64_t version = 0;
+    if (!item->status.ok() || !validate::VaultCiphertext(item->ciphertext, &version).ok()) continue;
+    // Before the first metadata read nothing can be told apart: not counted as foreign.
+    const bool foreign = meta && !OwnKeyId(item->key_id, version, meta);
+    if (decrypt_use.Record(version, meta ? meta->latest_version : 0, foreign, item->key_id, now)) {
+      log::Info(
+          "decrypted a ciphertext stored with a foreign key_id (written by another KMS plugin or "
+          "another configuration; kube-apiserver re-encrypts the object at its next write); "
+          "logged once per key_id, counted in vault_kms_decrypt_foreign_key_id_total",
+          {{"key_id", validate::LoggableKeyId(item->key_id)},
+           {"key_version", std::to_string(version)}});
+    }
+  }
+}
+
 Status VaultBackend::Impl::CheckDecryptInput(std::string_view ciphertext) {
   if (!config_error.empty()) {
     return Status(Code::kFailedPrecondition, "invalid vault configuration: " + config_error);
@@ -510,6 +563,7 @@ void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadli
         WipeString(body.get());
         if (sent.size() > 1) {
           ReadDecryptBatchAnswer(r, sent, impl_->key_name);
+          impl_->RecordDecrypts(sent);
           return done();
         }
         Json::Value* pt = nullptr;
@@ -525,6 +579,7 @@ void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadli
         } else {
           sent[0]->status = TakePlaintext(pt, &sent[0]->plaintext);
         }
+        impl_->RecordDecrypts(sent);
         done();
       });
 }

@@ -16,6 +16,7 @@
 
 #include "broker/event_loop.h"
 #include "broker/vault/config.h"
+#include "broker/vault/decrypt_use.h"
 #include "shared/status.h"
 #include "shared/vault_metrics.h"
 
@@ -39,6 +40,11 @@ struct BackendStats {
   uint64_t key_refreshes_ok = 0, key_refreshes_failed = 0;
   int64_t seconds_since_vault_contact = -1;  // -1 = never
   std::map<std::pair<std::string, std::string>, metrics::Histogram> vault_requests;
+  // Decrypts that succeeded, by the key version their ciphertext needed (bounded: the latest
+  // versions, then "older"), and those whose stored key_id this plugin never issued.
+  std::vector<DecryptUse::VersionUse> decrypt_versions;
+  uint64_t foreign_key_id_decrypts = 0;
+  int64_t foreign_key_id_last_unix = 0;  // 0 = never
 };
 
 class VaultBackend {
@@ -71,7 +77,9 @@ class VaultBackend {
   //
   // Encrypt uses the key version Health() currently reports (pinned), returning Vault's
   // "vault:vN:..." ciphertext and the key_id of exactly that version. Decrypt takes the
-  // version from the ciphertext's "vault:vN:" prefix.
+  // version from the ciphertext's "vault:vN:" prefix, whatever key_id came with it: a
+  // ciphertext of the configured key that another plugin stored under its own key_id decrypts
+  // (migration), one of another Transit key fails Vault's authentication (INVALID_ARGUMENT).
   struct EncryptItem {
     std::string_view plaintext;  // in
     std::string ciphertext;      // out, when status is ok
@@ -80,7 +88,10 @@ class VaultBackend {
   };
   struct DecryptItem {
     std::string_view ciphertext;  // in
-    std::string plaintext;        // out, when status is ok
+    // in: the key_id the apiserver stored with the ciphertext. Not needed to decrypt (Vault's
+    // prefix names the version); counted, and a foreign one logged once (DecryptUse).
+    std::string_view key_id;
+    std::string plaintext;  // out, when status is ok
     Status status;
   };
   // Items per Vault call at most.

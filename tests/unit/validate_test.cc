@@ -69,5 +69,12 @@ TEST(ValidateUid, OnlyUuidLikeValuesAreLogged) {
   EXPECT_EQ(LoggableUid(""), "-");
 }
 
+TEST(ValidateKeyId, LoggableFormKeepsPrintableTextOnly) {
+  EXPECT_EQ(LoggableKeyId("1"), "1");
+  EXPECT_EQ(LoggableKeyId("transit/kms:v1:0123abcd"), "transit/kms:v1:0123abcd");
+  EXPECT_EQ(LoggableKeyId(std::string("a\nb\x01\xff", 5)), "a?b??");
+  EXPECT_EQ(LoggableKeyId(std::string(1024, 'k')), std::string(128, 'k') + "...");
+}
+
 }  // namespace
 }  // namespace vkms::validate
