@@ -591,7 +591,16 @@ size_t VaultHttp::MaxIdleSlots() const {
 VaultHttp::~VaultHttp() {
   // Nothing may run the loop while the handles go away.
   if (own_thread_) own_thread_->Join();
-  while (!transfers_.empty()) Cancel(transfers_.begin()->first);
+  // Whoever started what is still in flight is going away too (the broker drains and the
+  // token manager cancels before this): drop it without calling back into them.
+  for (auto& [id, t] : transfers_) {
+    if (t->slot != nullptr) {
+      curl_multi_remove_handle(multi_->multi, t->slot->easy);
+      ReleaseSlot(t->slot);
+    }
+    loop_->CancelTimer(&t->backoff);
+  }
+  transfers_.clear();
   for (Slot* s : idle_slots_) delete s;
   idle_slots_.clear();
   if (multi_) {

@@ -99,6 +99,7 @@ class VaultHttp {
   // On a loop thread of its own (tests, `check`).
   explicit VaultHttp(const VaultConfig& config) : VaultHttp(config, Options()) {}
   VaultHttp(const VaultConfig& config, Options options);
+  // Transfers still in flight are dropped without their `done` being called.
   ~VaultHttp();
   VaultHttp(const VaultHttp&) = delete;
   VaultHttp& operator=(const VaultHttp&) = delete;
