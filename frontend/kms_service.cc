@@ -16,6 +16,9 @@ const prometheus::Histogram::BucketBoundaries kBuckets = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 
+// By KmsService::Rpc.
+const char* const kRpcNames[] = {"Status", "Encrypt", "Decrypt"};
+
 }  // namespace
 
 Deadline DeadlineOf(const grpc::ServerContextBase* ctx, std::chrono::milliseconds cap) {
@@ -33,13 +36,27 @@ KmsService::KmsService(BrokerClient* broker, prometheus::Registry* registry)
                      .Help("Duration of KMS v2 gRPC calls served by the frontend")
                      .Register(*registry)) {}
 
-grpc::Status KmsService::Finish(const char* rpc, const std::string& uid, Clock::time_point start,
+prometheus::Histogram& KmsService::Duration(Rpc rpc, Code code) {
+  const int c = static_cast<int>(code);
+  std::atomic<prometheus::Histogram*>* slot =
+      c >= 0 && c < kNumCodes ? &durations_[rpc][c] : nullptr;
+  if (slot != nullptr) {
+    if (prometheus::Histogram* h = slot->load(std::memory_order_acquire)) return *h;
+  }
+  // Add returns the same histogram for the same labels, so two threads racing here agree.
+  prometheus::Histogram& h = duration_->Add(
+      {{"rpc_method", kRpcNames[rpc]}, {"rpc_grpc_status_code", CodeName(code)}}, kBuckets);
+  if (slot != nullptr) slot->store(&h, std::memory_order_release);
+  return h;
+}
+
+grpc::Status KmsService::Finish(Rpc rpc, const std::string& uid, Clock::time_point start,
                                 const vkms::Status& status) {
   auto elapsed = Clock::now() - start;
   double secs = std::chrono::duration<double>(elapsed).count();
-  duration_->Add({{"rpc_method", rpc}, {"rpc_grpc_status_code", CodeName(status.code())}}, kBuckets)
-      .Observe(secs);
-  log::Fields fields = {{"rpc", rpc},
+  Duration(rpc, status.code()).Observe(secs);
+  if (status.ok() && !log::DebugEnabled()) return grpc::Status::OK;
+  log::Fields fields = {{"rpc", kRpcNames[rpc]},
                         {"uid", validate::LoggableUid(uid)},
                         {"code", CodeName(status.code())},
                         {"duration_us", std::to_string(static_cast<long long>(secs * 1e6))}};
@@ -66,7 +83,7 @@ grpc::ServerUnaryReactor* KmsService::Status(grpc::CallbackServerContext* ctx,
                          resp->set_healthz(std::move(st->healthz));
                          resp->set_key_id(std::move(st->key_id));
                        }
-                       reactor->Finish(Finish("Status", "", start, vkms::Status::Ok()));
+                       reactor->Finish(Finish(kStatusRpc, "", start, vkms::Status::Ok()));
                      });
   return reactor;
 }
@@ -78,7 +95,7 @@ grpc::ServerUnaryReactor* KmsService::Encrypt(grpc::CallbackServerContext* ctx,
   auto start = Clock::now();
   vkms::Status s = validate::Plaintext(req->plaintext());
   if (!s.ok()) {
-    reactor->Finish(Finish("Encrypt", req->uid(), start, s));
+    reactor->Finish(Finish(kEncryptRpc, req->uid(), start, s));
     return reactor;
   }
   broker_->Encrypt(
@@ -95,7 +112,7 @@ grpc::ServerUnaryReactor* KmsService::Encrypt(grpc::CallbackServerContext* ctx,
           resp->set_ciphertext(std::move(*ciphertext));
           resp->set_key_id(std::move(*key_id));
         }
-        reactor->Finish(Finish("Encrypt", req->uid(), start, s));
+        reactor->Finish(Finish(kEncryptRpc, req->uid(), start, s));
       });
   return reactor;
 }
@@ -114,7 +131,7 @@ grpc::ServerUnaryReactor* KmsService::Decrypt(grpc::CallbackServerContext* ctx,
     s = validate::Annotations(annotations);
   }
   if (!s.ok()) {
-    reactor->Finish(Finish("Decrypt", req->uid(), start, s));
+    reactor->Finish(Finish(kDecryptRpc, req->uid(), start, s));
     return reactor;
   }
   broker_->Decrypt(
@@ -122,7 +139,7 @@ grpc::ServerUnaryReactor* KmsService::Decrypt(grpc::CallbackServerContext* ctx,
       [this, reactor, req, resp, start](const vkms::Status& s, std::string* plaintext) {
         // Moved, not copied: the only other copy is wiped by BrokerClient.
         if (s.ok()) resp->set_plaintext(std::move(*plaintext));
-        reactor->Finish(Finish("Decrypt", req->uid(), start, s));
+        reactor->Finish(Finish(kDecryptRpc, req->uid(), start, s));
       });
   return reactor;
 }

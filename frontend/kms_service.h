@@ -9,6 +9,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,11 +32,17 @@ class KmsService final : public v2::KeyManagementService::CallbackService {
                                     v2::DecryptResponse* resp) override;
 
  private:
-  grpc::Status Finish(const char* rpc, const std::string& uid, Clock::time_point start,
+  enum Rpc { kStatusRpc, kEncryptRpc, kDecryptRpc, kNumRpcs };
+  static constexpr int kNumCodes = 17;  // gRPC's canonical codes
+  grpc::Status Finish(Rpc rpc, const std::string& uid, Clock::time_point start,
                       const vkms::Status& status);
+  // The histogram of one {rpc_method, rpc_grpc_status_code}: looked up in the family (a label
+  // map, a lock) the first time only, then kept.
+  prometheus::Histogram& Duration(Rpc rpc, Code code);
 
   BrokerClient* broker_;
   prometheus::Family<prometheus::Histogram>* duration_;
+  std::array<std::array<std::atomic<prometheus::Histogram*>, kNumCodes>, kNumRpcs> durations_{};
 };
 
 // The caller's deadline as a steady-clock time point, capped so that a call without a

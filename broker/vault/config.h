@@ -52,9 +52,9 @@ struct VaultConfig {
   std::chrono::milliseconds key_refresh_interval{30000};
   int max_retries = 2;    // retries of 429/5xx within the caller's deadline
   int max_redirects = 2;  // 307 hops to the active node
-  // Vault calls the broker runs at once (--vault-concurrency): its worker threads, and the
-  // idle keep-alive connections it holds. 16 calls carry up to 256 Decrypts (batches of 16);
-  // on 2 cores, 16 gave more Decrypt throughput than 32 and 2.7 MB less RSS (README, bench).
+  // Vault calls the broker runs at once (--vault-concurrency), and about the idle keep-alive
+  // connections it keeps. 16 calls carry up to 256 Encrypts or Decrypts (batches of 16).
+  // (The name is from when each call had a worker thread; config.cc owns the flag.)
   int workers = 16;
 };
 

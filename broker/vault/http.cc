@@ -1,5 +1,6 @@
 #include "broker/vault/http.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <json/reader.h>
 #include <sys/epoll.h>
@@ -210,6 +211,15 @@ bool ParseUrl(const std::string& text, bool base_only, std::string* scheme, std:
   return ok;
 }
 
+// "127.0.0.1", "::1" or "[::1]" (a URL's form), but not a name.
+bool IsIpLiteral(std::string host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
 bool FailoverWorthy(const VaultResponse& r) {
   if (r.transport == Code::kUnavailable) return true;
   if (r.transport != Code::kOk) return false;
@@ -351,6 +361,17 @@ std::string SafeVaultErrors(const Json::Value& json, size_t max_len) {
     if (joined.size() > max_len) break;
   }
   return SafeText(joined, max_len);
+}
+
+bool VaultAddrsNeedDns(const VaultConfig& config) {
+  for (const auto& addr : config.addrs) {
+    std::string scheme, host, path, error;
+    long port = 0;
+    if (!ParseUrl(addr, true, &scheme, &host, &port, &path, &error) || !IsIpLiteral(host)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 VaultConfig WithoutRoleId(VaultConfig config) {
@@ -517,6 +538,7 @@ void VaultHttp::Init() {
   if (!config_.client_key.empty() && config_.client_cert.empty() && config_error_.empty()) {
     config_error_ = "a TLS client key needs a client certificate";
   }
+  needs_dns_ = VaultAddrsNeedDns(config_);
   if (config_.max_redirects < 0 || config_.max_retries < 0) {
     if (config_error_.empty()) config_error_ = "max redirects/retries must not be negative";
   }
@@ -570,7 +592,16 @@ size_t VaultHttp::MaxIdleSlots() const {
 VaultHttp::~VaultHttp() {
   // Nothing may run the loop while the handles go away.
   if (own_thread_) own_thread_->Join();
-  while (!transfers_.empty()) Cancel(transfers_.begin()->first);
+  // Whoever started what is still in flight is going away too (the broker drains and the
+  // token manager cancels before this): drop it without calling back into them.
+  for (auto& [id, t] : transfers_) {
+    if (t->slot != nullptr) {
+      curl_multi_remove_handle(multi_->multi, t->slot->easy);
+      ReleaseSlot(t->slot);
+    }
+    loop_->CancelTimer(&t->backoff);
+  }
+  transfers_.clear();
   for (Slot* s : idle_slots_) delete s;
   idle_slots_.clear();
   if (multi_) {
@@ -973,13 +1004,23 @@ void VaultHttp::FollowRedirect(Transfer* t, const std::string& location) {
     return;
   }
   // A relative Location resolves against our URL, whose host is the override name.
+  bool override_name = false;
   if (!config_.tls_server_name.empty()) {
     std::string url_host = config_.tls_server_name;
     if (url_host.find(':') != std::string::npos) url_host = "[" + url_host + "]";
-    if (IEquals(next.host, url_host) || IEquals(next.host, config_.tls_server_name)) {
-      next.host = t->ep.host;
-    }
+    override_name = IEquals(next.host, url_host) || IEquals(next.host, config_.tls_server_name);
   }
+  // With IP addresses only, the sandbox has no UDP: a name would kill the lookup. Refuse it
+  // here, with the fix, before anything tries to resolve it.
+  if (!needs_dns_ && !IsIpLiteral(next.host) && !override_name) {
+    resp.transport = Code::kUnavailable;
+    resp.error = "vault standby redirected to host " + SafeText(next.host, 100) +
+                 ", a name, while every --vault-addr is an IP address (the broker then resolves "
+                 "no names); list the active node's address in --vault-addr";
+    EndpointDone(t);
+    return;
+  }
+  if (override_name) next.host = t->ep.host;
   log::Debug("following vault redirect",
              {{"from", t->ep.addr},
               {"to", next.scheme + "://" + next.host + ":" + std::to_string(next.port)}});

@@ -104,6 +104,7 @@ class VaultHttp {
   // On a loop thread of its own (tests, `check`).
   explicit VaultHttp(const VaultConfig& config) : VaultHttp(config, Options()) {}
   VaultHttp(const VaultConfig& config, Options options);
+  // Transfers still in flight are dropped without their `done` being called.
   ~VaultHttp();
   VaultHttp(const VaultHttp&) = delete;
   VaultHttp& operator=(const VaultHttp&) = delete;
@@ -186,7 +187,13 @@ class VaultHttp {
   metrics::VaultRequestMetrics request_metrics_;
   std::atomic<uint64_t> connections_opened_{0};
   std::atomic<size_t> in_flight_{0};
+  bool needs_dns_ = true;
 };
+
+// True when some --vault-addr names its host (not an IP literal), so the broker must resolve
+// names. When false, the broker's sandbox has no UDP at all (seccomp/broker_policy.h) and a
+// redirect to a host name is refused before any lookup.
+bool VaultAddrsNeedDns(const VaultConfig& config);
 
 // A delay drawn uniformly from [d/2, d]: spreads the retries of many brokers that failed at
 // the same moment.

@@ -427,6 +427,13 @@ TokenManager::CallId TokenManager::CallWithToken(HttpMethod method, std::string_
   call->ns = ns;
   call->deadline = deadline;
   call->done = std::move(done);
+  if (stopping_) {
+    // Started by a callback of a call being cancelled: it is cancelled as well.
+    call->resp.transport = Code::kUnavailable;
+    call->resp.error = "cancelled";
+    loop_->Defer([this, call] { CallFinish(call); });
+    return call->id;
+  }
   CallBegin(call, /*inside_call=*/true);
   return call->id;
 }

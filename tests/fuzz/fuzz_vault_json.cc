@@ -1,6 +1,6 @@
 // Vault's JSON answers as the broker parses them (broker/vault/http.cc's reader settings):
 // KeyCache::ParseKeyMetadata on a keys/<name> answer, SafeVaultErrors on an error body, and
-// ReadDecryptBatchAnswer on a batch decrypt answer.
+// ReadDecryptBatchAnswer / ReadEncryptBatchAnswer / ReadEncryptAnswer on Transit answers.
 // Vault is reached over TLS but is not trusted to be well-formed: neither may crash, and what
 // they return must stay within the limits their callers rely on.
 #include <json/value.h>
@@ -83,6 +83,36 @@ void CheckBatchAnswer(const Json::Value& json, long status, size_t n) {
   }
 }
 
+// Whatever the answer, an Encrypt item ends either ok with a ciphertext of exactly the pinned
+// version within the KMS v2 limit and the pinned key_id, or with an error and nothing else.
+void CheckEncryptItem(const vkms::broker::VaultBackend::EncryptItem& item,
+                      const std::string& key_id) {
+  if (!item.status.ok()) {
+    FUZZ_CHECK(!item.status.message().empty());
+    FUZZ_CHECK(item.ciphertext.empty() && item.key_id.empty());
+    return;
+  }
+  FUZZ_CHECK(item.ciphertext.rfind("vault:v7:", 0) == 0 && item.ciphertext.size() > 9);
+  FUZZ_CHECK(item.ciphertext.size() <= vkms::validate::kMaxCiphertext);
+  FUZZ_CHECK(item.key_id == key_id);
+}
+
+void CheckEncryptAnswers(const Json::Value& json, long status, size_t n) {
+  const std::string key_id = "transit/kms:v7:0123456789abcdef0123456789abcdef";
+  vkms::broker::VaultResponse r;
+  r.status = status;
+  r.json = json;
+  std::vector<vkms::broker::VaultBackend::EncryptItem> items(n);
+  std::vector<vkms::broker::VaultBackend::EncryptItem*> sent;
+  for (auto& item : items) sent.push_back(&item);
+  vkms::broker::ReadEncryptBatchAnswer(&r, sent, 7, key_id, "transit/kms");
+  for (const auto& item : items) CheckEncryptItem(item, key_id);
+  vkms::broker::VaultBackend::EncryptItem one;
+  one.status = vkms::broker::ReadEncryptAnswer(r, 7, &one.ciphertext, "transit/kms");
+  if (one.status.ok()) one.key_id = key_id;
+  CheckEncryptItem(one, key_id);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -104,7 +134,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CheckKeyMetadata(*d, "", std::string(980, 'm'), "kms");
   }
   for (long status : {200L, 400L, 500L}) {
-    for (size_t n : {1u, 2u, 3u}) CheckBatchAnswer(json, status, n);
+    for (size_t n : {1u, 2u, 3u}) {
+      CheckBatchAnswer(json, status, n);
+      CheckEncryptAnswers(json, status, n);
+    }
   }
   return 0;
 }
