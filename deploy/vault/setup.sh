@@ -16,6 +16,11 @@
 #   VKMS_ROLE=vault-kms  VKMS_POLICY=vault-kms  VKMS_SECRET_ID_TTL=720h
 #   VKMS_BOUND_CIDRS=  (optional, comma-separated: where logins and tokens may come from, e.g.
 #                       the control-plane nodes' addresses)
+#
+# TLS certificate auth instead of AppRole (broker: --auth-method=cert): no file arguments, and
+#   VKMS_AUTH=cert  VKMS_CERT_CA=FILE (required: the PEM CA, or the one leaf, whose client
+#   certificates may log in)  VKMS_CERT_MOUNT=cert  VKMS_CERT_ALLOWED_CNS= (optional globs of
+#   the certificates' common names, comma-separated)
 # Changing the transit mount or key also changes the policy's paths (rewritten from
 # kms-policy.hcl) and needs --transit-mount / --transit-key on the broker.
 set -eu
@@ -27,6 +32,10 @@ ROLE=${VKMS_ROLE:-vault-kms}
 POLICY=${VKMS_POLICY:-vault-kms}
 SECRET_ID_TTL=${VKMS_SECRET_ID_TTL:-720h}
 BOUND_CIDRS=${VKMS_BOUND_CIDRS:-}
+AUTH=${VKMS_AUTH:-approle}
+CERT_MOUNT=${VKMS_CERT_MOUNT:-cert}
+CERT_CA=${VKMS_CERT_CA:-}
+CERT_ALLOWED_CNS=${VKMS_CERT_ALLOWED_CNS:-}
 POLICY_FILE=$(dirname "$0")/kms-policy.hcl
 
 die() {
@@ -34,17 +43,22 @@ die() {
   exit 1
 }
 
-if [ $# -ne 2 ]; then
+case $AUTH in
+  approle) [ $# -eq 2 ] ;;
+  cert) [ $# -eq 0 ] && [ -n "$CERT_CA" ] ;;
+  *) false ;;
+esac || {
   echo "usage: $0 ROLE_ID_FILE SECRET_ID_FILE" >&2
+  echo "   or: VKMS_AUTH=cert VKMS_CERT_CA=client-ca.pem $0" >&2
   exit 2
-fi
-ROLE_ID_FILE=$1
-SECRET_ID_FILE=$2
+}
+ROLE_ID_FILE=${1:-}
+SECRET_ID_FILE=${2:-}
 
 command -v vault >/dev/null 2>&1 || die "the vault CLI is not in PATH"
 [ -r "$POLICY_FILE" ] || die "cannot read $POLICY_FILE"
 # The names end up in Vault paths and in the sed expressions below.
-for name in "$TRANSIT_MOUNT" "$KEY" "$APPROLE_MOUNT" "$ROLE" "$POLICY"; do
+for name in "$TRANSIT_MOUNT" "$KEY" "$APPROLE_MOUNT" "$CERT_MOUNT" "$ROLE" "$POLICY"; do
   case $name in
     '' | */ | /* | *[!A-Za-z0-9_./-]*) die "invalid name '$name' (letters, digits, _ . / - only)" ;;
   esac
@@ -92,6 +106,37 @@ else
   [ "$(grep -c "^path \"$TRANSIT_MOUNT/[a-z]*/$KEY\"" "$policy_tmp")" -eq 3 ] ||
     die "could not rewrite the transit paths of $POLICY_FILE"
   vault policy write "$POLICY" "$policy_tmp"
+fi
+
+# 3. With VKMS_AUTH=cert, TLS certificate auth instead of AppRole: the method, and the role
+#    trusting VKMS_CERT_CA with the same token settings as the AppRole role below. The
+#    credential is each node's own client certificate and key: nothing is issued or written.
+if [ "$AUTH" = cert ]; then
+  [ -r "$CERT_CA" ] || die "cannot read VKMS_CERT_CA $CERT_CA"
+  type=$(mounted_type auth "$CERT_MOUNT")
+  if [ -z "$type" ]; then
+    vault auth enable -path="$CERT_MOUNT" cert
+  elif [ "$type" != cert ]; then
+    die "auth method at $CERT_MOUNT/ is '$type', not cert"
+  fi
+  set -- certificate=@"$CERT_CA" token_policies="$POLICY" token_no_default_policy=true \
+    token_type=service token_ttl=1h token_max_ttl=24h
+  [ -z "$CERT_ALLOWED_CNS" ] || set -- "$@" allowed_common_names="$CERT_ALLOWED_CNS"
+  [ -z "$BOUND_CIDRS" ] || set -- "$@" token_bound_cidrs="$BOUND_CIDRS"
+  vault write "auth/$CERT_MOUNT/certs/$ROLE" "$@"
+  cat <<EOF
+Vault is configured: $TRANSIT_MOUNT/keys/$KEY, policy $POLICY, certificate role $CERT_MOUNT/certs/$ROLE.
+
+On each control-plane node, install the node's client certificate (issued by $CERT_CA, with the
+clientAuth extended key usage) and its key for the broker user (uid 65532), the key mode 0400:
+  install -m 0444 -o 65532 -g 65532 tls.crt /etc/vault-kms/tls.crt
+  install -m 0400 -o 65532 -g 65532 tls.key /etc/vault-kms/tls.key
+and start the broker with
+  --auth-method=cert --cert-auth-mount=$CERT_MOUNT --cert-auth-role=$ROLE
+  --vault-client-cert=/etc/vault-kms/tls.crt --vault-client-key=/etc/vault-kms/tls.key
+A certificate renewed in place (same paths) is used at the broker's next login, without a restart.
+EOF
+  exit 0
 fi
 
 # 3. AppRole and the role.

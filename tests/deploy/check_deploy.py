@@ -693,13 +693,14 @@ class SetupScript(unittest.TestCase):
         with open(self.state, "w", encoding="utf-8") as f:
             json.dump(state, f)
 
-    def run_setup(self, **env):
+    def run_setup(self, args=None, **env):
         if os.path.exists(self.log):
             os.remove(self.log)
         e = {"PATH": self.path, "FAKE_VAULT_STATE": self.state, "FAKE_VAULT_LOG": self.log}
         e.update(env)
-        r = subprocess.run(["sh", deploy("vault", "setup.sh"),
-                            os.path.join(self.tmp, "role-id"), os.path.join(self.tmp, "secret-id")],
+        if args is None:
+            args = [os.path.join(self.tmp, "role-id"), os.path.join(self.tmp, "secret-id")]
+        r = subprocess.run(["sh", deploy("vault", "setup.sh")] + args,
                            capture_output=True, text=True, env=e, timeout=60)
         calls = []
         if os.path.exists(self.log):
@@ -797,6 +798,39 @@ class SetupScript(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("not transit", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "secret-id")))
+
+    def test_cert_method_trusts_the_ca_and_writes_no_credential(self):
+        ca = os.path.join(self.tmp, "client-ca.pem")
+        with open(ca, "w", encoding="utf-8") as f:
+            f.write("-----BEGIN CERTIFICATE-----\n")
+        r, calls = self.run_setup(args=[], VKMS_AUTH="cert", VKMS_CERT_CA=ca,
+                                  VKMS_CERT_ALLOWED_CNS="kms-*.example")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.find(calls, "auth", "enable")[0]["args"],
+                         ["auth", "enable", "-path=cert", "cert"])
+        role = dict(p.split("=", 1) for p in
+                    self.find(calls, "write", "auth/cert/certs/vault-kms")[0]["args"][2:])
+        self.assertEqual(role, {
+            "certificate": "@" + ca, "token_policies": "vault-kms",
+            "token_no_default_policy": "true", "token_type": "service", "token_ttl": "1h",
+            "token_max_ttl": "24h", "allowed_common_names": "kms-*.example"})
+        self.assertEqual(len(self.find(calls, "policy", "write")), 1)
+        self.assertEqual(self.find(calls, "auth", "enable", "-path=approle"), [])
+        self.assertIn("--auth-method=cert", r.stdout)
+        self.assertEqual(sorted(os.listdir(self.tmp)),
+                         ["bin", "calls.jsonl", "client-ca.pem", "state.json"],
+                         "no role-id or secret-id file")
+        # The CA is required, and a cert mount of another type is refused.
+        r, calls = self.run_setup(args=[], VKMS_AUTH="cert")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("VKMS_CERT_CA", r.stderr)
+        self.assertEqual(calls, [])
+        self.set_state(secrets={}, auth={"cert": "approle"}, keys={})
+        r, calls = self.run_setup(args=[], VKMS_AUTH="cert", VKMS_CERT_CA=ca)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not cert", r.stderr)
+        r, calls = self.run_setup(VKMS_AUTH="ldap")
+        self.assertEqual(r.returncode, 2)
 
     def test_usage(self):
         r = subprocess.run(["sh", deploy("vault", "setup.sh")], capture_output=True, text=True,
