@@ -23,6 +23,18 @@ std::string HttpReason(const VaultResponse& r) {
   return r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error;
 }
 
+// What the answer to a login means: a transport failure, Vault's refusal of the credential,
+// or an answer without a usable token.
+Status LoginStatus(const VaultResponse& r, bool parsed, const std::string& why) {
+  if (r.transport != Code::kOk) return Status(TransportCode(r), TransportReason(r));
+  if (!r.ok()) {
+    return Status(r.status == 400 || r.status == 403 ? Code::kPermissionDenied : Code::kUnavailable,
+                  "vault login failed: " + HttpReason(r));
+  }
+  if (!parsed) return Status(Code::kUnavailable, "vault login failed: " + why);
+  return Status::Ok();
+}
+
 }  // namespace
 
 struct TokenManager::Credential : AuthAnswer {};
@@ -161,16 +173,7 @@ void TokenManager::AppRoleLogin(Deadline deadline, std::function<void(Status, Cr
         Credential cred;
         std::string why;
         bool parsed = ReadAuthAnswer(AuthAnswerKind::kLogin, &r->json, &cred, &why);
-        Status s;
-        if (r->transport != Code::kOk) {
-          s = Status(TransportCode(*r), TransportReason(*r));
-        } else if (!r->ok()) {
-          s = Status(
-              r->status == 400 || r->status == 403 ? Code::kPermissionDenied : Code::kUnavailable,
-              "vault login failed: " + HttpReason(*r));
-        } else if (!parsed) {
-          s = Status(Code::kUnavailable, "vault login failed: " + why);
-        }
+        Status s = LoginStatus(*r, parsed, why);
         done(s, &cred);
       });
 }
@@ -233,20 +236,10 @@ void TokenManager::CertLogin(Deadline deadline, std::function<void(Status, Crede
     Credential cred;
     std::string why;
     bool parsed = ReadAuthAnswer(AuthAnswerKind::kLogin, &r->json, &cred, &why);
-    Status s;
-    if (r->transport != Code::kOk) {
-      s = Status(TransportCode(*r), TransportReason(*r));
-    } else if (!r->ok()) {
-      // Vault refuses an expired certificate with a 500 ("failed to verify client's
-      // certificate"): a credential problem all the same.
-      s = Status(r->status == 400 || r->status == 403 || r->status == 500 ? Code::kPermissionDenied
-                                                                          : Code::kUnavailable,
-                 "vault login failed: " + HttpReason(*r));
-    } else if (!parsed) {
-      s = Status(Code::kUnavailable, "vault login failed: " + why);
-    }
+    Status s = LoginStatus(*r, parsed, why);
     if (!s.ok()) {
-      // Vault's text names neither the file nor the fix; the certificate on disk may.
+      // Vault's text names neither the file nor the fix (it refuses an expired certificate
+      // with a 500, "failed to verify client's certificate"); the certificate on disk may.
       std::string problem = ClientCertificateProblem(config_.client_cert, std::time(nullptr));
       if (!problem.empty()) s = Status(s.code(), s.message() + " (" + problem + ")");
     }

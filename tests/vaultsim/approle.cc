@@ -24,15 +24,7 @@ Json::Value RoleData(const AppRole& r) {
   d["secret_id_bound_cidrs"] = StringArray(r.secret_id_bound_cidrs);
   d["secret_id_num_uses"] = Json::Int64(r.secret_id_num_uses);
   d["secret_id_ttl"] = Json::Int64(r.secret_id_ttl);
-  d["token_bound_cidrs"] = StringArray(r.token_bound_cidrs);
-  d["token_explicit_max_ttl"] = Json::Int64(r.token_explicit_max_ttl);
-  d["token_max_ttl"] = Json::Int64(r.token_max_ttl);
-  d["token_no_default_policy"] = r.token_no_default_policy;
-  d["token_num_uses"] = Json::Int64(r.token_num_uses);
-  d["token_period"] = Json::Int64(r.token_period);
-  d["token_policies"] = StringArray(r.policies);
-  d["token_ttl"] = Json::Int64(r.token_ttl);
-  d["token_type"] = r.token_type;
+  WriteTokenFields(r, &d);
   // Deprecated aliases Vault still returns.
   d["policies"] = StringArray(r.policies);
   d["period"] = Json::Int64(r.token_period);
@@ -64,41 +56,10 @@ VaultResponse WriteRole(Ctx& c, const std::string& name) {
   if (f.Has("secret_id_ttl")) r.secret_id_ttl = f.DurationSeconds("secret_id_ttl");
   if (f.Has("secret_id_bound_cidrs"))
     r.secret_id_bound_cidrs = f.StringList("secret_id_bound_cidrs");
-  if (f.Has("token_bound_cidrs")) r.token_bound_cidrs = f.StringList("token_bound_cidrs");
-  if (f.Has("token_ttl")) r.token_ttl = f.DurationSeconds("token_ttl");
-  if (f.Has("token_max_ttl")) r.token_max_ttl = f.DurationSeconds("token_max_ttl");
-  if (f.Has("token_explicit_max_ttl")) {
-    r.token_explicit_max_ttl = f.DurationSeconds("token_explicit_max_ttl");
-  }
-  if (f.Has("token_period")) {
-    r.token_period = f.DurationSeconds("token_period");
-  } else if (f.Has("period")) {
-    r.token_period = f.DurationSeconds("period");
-  }
-  if (f.Has("token_policies")) {
-    r.policies = SanitizePolicies(f.StringList("token_policies"), false);
-  } else if (f.Has("policies")) {
-    r.policies = SanitizePolicies(f.StringList("policies"), false);
-  }
-  if (f.Has("token_no_default_policy")) {
-    r.token_no_default_policy = f.Bool("token_no_default_policy");
-  }
-  if (f.Has("token_num_uses")) r.token_num_uses = f.Int("token_num_uses");
-  if (f.Has("token_type")) r.token_type = f.String("token_type");
   const std::string custom_role_id = f.String("role_id");
-  if (!f.ok()) return Error(400, f.error());
-
+  const std::string token_error = ReadTokenFields(f, &r);
+  if (!token_error.empty()) return Error(400, token_error);
   if (r.secret_id_num_uses < 0) return Error(400, "secret_id_num_uses cannot be negative");
-  if (r.token_num_uses < 0) return Error(400, "'token_num_uses' cannot be negative");
-  if (r.token_max_ttl > 0 && r.token_ttl > r.token_max_ttl) {
-    return Error(400, "'token_ttl' cannot be greater than 'token_max_ttl'");
-  }
-  if (r.token_type == "batch" || r.token_type == "default-batch") {
-    return Error(400, "vaultsim does not support batch tokens");
-  }
-  if (r.token_type != "default" && r.token_type != "service" && r.token_type != "default-service") {
-    return Error(400, "invalid 'token_type' value \"" + r.token_type + "\"");
-  }
   if (!r.bind_secret_id && r.secret_id_bound_cidrs.empty() && r.token_bound_cidrs.empty()) {
     return Error(400, "at least one constraint should be enabled on the role");
   }
@@ -207,17 +168,12 @@ VaultResponse Login(Ctx& c) {
   meta["role_name"] = role.name;
 
   TokenParams p;
-  p.policies = SanitizePolicies(role.policies, !role.token_no_default_policy);
+  ApplyTokenFields(role, &p);
   p.meta = meta;
   // Vault names login tokens after the mount path: "approle/" -> "approle".
   p.display_name = c.mount->path.substr(0, c.mount->path.size() - 1);
   std::replace(p.display_name.begin(), p.display_name.end(), '/', '-');
   p.path = "auth/" + c.mount->path + "login";
-  p.ttl = role.token_ttl;
-  p.max_ttl = role.token_max_ttl;
-  p.explicit_max_ttl = role.token_explicit_max_ttl;
-  p.period = role.token_period;
-  p.num_uses = role.token_num_uses;
   p.entity_id = role.entity_id;
   p.auth_mount = c.mount->path;
   p.role_name = role.name;

@@ -334,15 +334,7 @@ Json::Value RoleData(const CertRole& r) {
         "allowed_organizational_units", "required_extensions", "allowed_metadata_extensions"}) {
     d[empty] = Json::Value(Json::arrayValue);
   }
-  d["token_bound_cidrs"] = StringArray(r.token_bound_cidrs);
-  d["token_explicit_max_ttl"] = Json::Int64(r.token_explicit_max_ttl);
-  d["token_max_ttl"] = Json::Int64(r.token_max_ttl);
-  d["token_no_default_policy"] = r.token_no_default_policy;
-  d["token_num_uses"] = Json::Int64(r.token_num_uses);
-  d["token_period"] = Json::Int64(r.token_period);
-  d["token_policies"] = StringArray(r.policies);
-  d["token_ttl"] = Json::Int64(r.token_ttl);
-  d["token_type"] = r.token_type;
+  WriteTokenFields(r, &d);
   return d;
 }
 
@@ -368,46 +360,11 @@ VaultResponse WriteRole(Ctx& c, const std::string& name) {
   if (f.Has("display_name")) r.display_name = f.String("display_name");
   if (f.Has("allowed_names")) r.allowed_names = f.StringList("allowed_names");
   if (f.Has("allowed_common_names")) r.allowed_common_names = f.StringList("allowed_common_names");
-  if (f.Has("token_policies")) {
-    r.policies = SanitizePolicies(f.StringList("token_policies"), false);
-  } else if (f.Has("policies")) {
-    r.policies = SanitizePolicies(f.StringList("policies"), false);
-  }
-  if (f.Has("token_ttl")) {
-    r.token_ttl = f.DurationSeconds("token_ttl");
-  } else if (f.Has("ttl")) {
-    r.token_ttl = f.DurationSeconds("ttl");
-  }
-  if (f.Has("token_max_ttl")) {
-    r.token_max_ttl = f.DurationSeconds("token_max_ttl");
-  } else if (f.Has("max_ttl")) {
-    r.token_max_ttl = f.DurationSeconds("max_ttl");
-  }
-  if (f.Has("token_period")) {
-    r.token_period = f.DurationSeconds("token_period");
-  } else if (f.Has("period")) {
-    r.token_period = f.DurationSeconds("period");
-  }
-  if (f.Has("token_explicit_max_ttl")) {
-    r.token_explicit_max_ttl = f.DurationSeconds("token_explicit_max_ttl");
-  }
-  if (f.Has("token_no_default_policy")) {
-    r.token_no_default_policy = f.Bool("token_no_default_policy");
-  }
-  if (f.Has("token_num_uses")) r.token_num_uses = f.Int("token_num_uses");
-  if (f.Has("token_type")) r.token_type = f.String("token_type");
-  if (f.Has("token_bound_cidrs")) r.token_bound_cidrs = f.StringList("token_bound_cidrs");
-  if (!f.ok()) return Error(400, f.error());
-  if (r.token_num_uses < 0) return Error(400, "'token_num_uses' cannot be negative");
-  if (r.token_max_ttl > 0 && r.token_ttl > r.token_max_ttl) {
-    return Error(400, "'token_ttl' cannot be greater than 'token_max_ttl'");
-  }
-  if (r.token_type == "batch" || r.token_type == "default-batch") {
-    return Error(400, "vaultsim does not support batch tokens");
-  }
-  if (r.token_type != "default" && r.token_type != "service" && r.token_type != "default-service") {
-    return Error(400, "invalid 'token_type' value \"" + r.token_type + "\"");
-  }
+  // The deprecated names Vault's cert method still reads.
+  if (!f.Has("token_ttl") && f.Has("ttl")) r.token_ttl = f.DurationSeconds("ttl");
+  if (!f.Has("token_max_ttl") && f.Has("max_ttl")) r.token_max_ttl = f.DurationSeconds("max_ttl");
+  const std::string token_error = ReadTokenFields(f, &r);
+  if (!token_error.empty()) return Error(400, token_error);
   if (r.display_name.empty()) r.display_name = name;
   CertList parsed = ParsePem(r.certificate);
   if (parsed.empty()) return Error(400, "failed to parse certificate");
@@ -441,17 +398,12 @@ VaultResponse Login(Ctx& c) {
   if (entity.empty()) entity = RandomUuid();
 
   TokenParams p;
-  p.policies = SanitizePolicies(role->policies, !role->token_no_default_policy);
+  ApplyTokenFields(*role, &p);
   p.meta = meta;
   // Vault prefixes the method's display name with its mount path: "cert-<display_name>".
   p.display_name = c.mount->path + role->display_name;
   std::replace(p.display_name.begin(), p.display_name.end(), '/', '-');
   p.path = "auth/" + c.mount->path + "login";
-  p.ttl = role->token_ttl;
-  p.max_ttl = role->token_max_ttl;
-  p.explicit_max_ttl = role->token_explicit_max_ttl;
-  p.period = role->token_period;
-  p.num_uses = role->token_num_uses;
   p.entity_id = entity;
   p.auth_mount = c.mount->path;
   p.role_name = role->name;

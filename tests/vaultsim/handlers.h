@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "fields.h"
 #include "state.h"
 #include "vault_types.h"
 
@@ -70,6 +71,13 @@ struct TokenParams {
 // Computes the TTL like Vault's framework.CalculateTTL and stores the token; warnings are
 // Vault's texts for capped values.
 Token& IssueToken(Ctx& c, const TokenParams& p, std::vector<std::string>* warnings);
+
+// Vault's tokenutil, for the roles of AppRole and cert: reads the token_* fields a role write
+// carries (and the deprecated `policies` and `period`) into *r, then checks them; "" or the
+// error text (Vault's). Writes them back for a role read. Fills the token settings of a login.
+std::string ReadTokenFields(FieldReader& f, TokenRoleParams* r);
+void WriteTokenFields(const TokenRoleParams& r, Json::Value* data);
+void ApplyTokenFields(const TokenRoleParams& r, TokenParams* p);
 Json::Value AuthBlock(const Token& t);
 
 // Vault's GenericNameRegex: \w(([\w-.@]+)?\w)?

@@ -51,10 +51,8 @@ struct SecretId {
   Json::Value metadata{Json::objectValue};
 };
 
-struct AppRole {
-  std::string name;
-  std::string role_id;
-  std::string entity_id;  // Vault creates one entity per role-id alias
+// Vault's tokenutil.TokenParams: the token settings every auth method's roles share.
+struct TokenRoleParams {
   std::vector<std::string> policies;
   int64_t token_ttl = 0;
   int64_t token_max_ttl = 0;
@@ -63,31 +61,28 @@ struct AppRole {
   int64_t token_num_uses = 0;
   bool token_no_default_policy = false;
   std::string token_type = "default";
+  std::vector<std::string> token_bound_cidrs;
+};
+
+struct AppRole : TokenRoleParams {
+  std::string name;
+  std::string role_id;
+  std::string entity_id;  // Vault creates one entity per role-id alias
   bool bind_secret_id = true;
   int64_t secret_id_ttl = 0;
   int64_t secret_id_num_uses = 0;
   std::vector<std::string> secret_id_bound_cidrs;
-  std::vector<std::string> token_bound_cidrs;
   std::map<std::string, SecretId> secret_ids;  // keyed by the secret-id itself
 };
 
 // A trusted certificate of the TLS certificate auth method (Vault's CertEntry, the subset the
 // simulator serves).
-struct CertRole {
+struct CertRole : TokenRoleParams {
   std::string name;
   std::string certificate;  // PEM: a CA (or chain) whose chains are trusted, or a leaf
   std::string display_name;
   std::vector<std::string> allowed_names;
   std::vector<std::string> allowed_common_names;
-  std::vector<std::string> policies;
-  int64_t token_ttl = 0;
-  int64_t token_max_ttl = 0;
-  int64_t token_period = 0;
-  int64_t token_explicit_max_ttl = 0;
-  int64_t token_num_uses = 0;
-  bool token_no_default_policy = false;
-  std::string token_type = "default";
-  std::vector<std::string> token_bound_cidrs;
 };
 
 struct Mount {

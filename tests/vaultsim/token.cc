@@ -268,6 +268,64 @@ Token& IssueToken(Ctx& c, const TokenParams& p, std::vector<std::string>* warnin
   return c.st.AddToken(std::move(t));
 }
 
+std::string ReadTokenFields(FieldReader& f, TokenRoleParams* r) {
+  if (f.Has("token_ttl")) r->token_ttl = f.DurationSeconds("token_ttl");
+  if (f.Has("token_max_ttl")) r->token_max_ttl = f.DurationSeconds("token_max_ttl");
+  if (f.Has("token_explicit_max_ttl")) {
+    r->token_explicit_max_ttl = f.DurationSeconds("token_explicit_max_ttl");
+  }
+  if (f.Has("token_period")) {
+    r->token_period = f.DurationSeconds("token_period");
+  } else if (f.Has("period")) {
+    r->token_period = f.DurationSeconds("period");
+  }
+  if (f.Has("token_policies")) {
+    r->policies = SanitizePolicies(f.StringList("token_policies"), false);
+  } else if (f.Has("policies")) {
+    r->policies = SanitizePolicies(f.StringList("policies"), false);
+  }
+  if (f.Has("token_no_default_policy")) {
+    r->token_no_default_policy = f.Bool("token_no_default_policy");
+  }
+  if (f.Has("token_num_uses")) r->token_num_uses = f.Int("token_num_uses");
+  if (f.Has("token_type")) r->token_type = f.String("token_type");
+  if (f.Has("token_bound_cidrs")) r->token_bound_cidrs = f.StringList("token_bound_cidrs");
+  if (!f.ok()) return f.error();
+  if (r->token_num_uses < 0) return "'token_num_uses' cannot be negative";
+  if (r->token_max_ttl > 0 && r->token_ttl > r->token_max_ttl) {
+    return "'token_ttl' cannot be greater than 'token_max_ttl'";
+  }
+  if (r->token_type == "batch" || r->token_type == "default-batch") {
+    return "vaultsim does not support batch tokens";
+  }
+  if (r->token_type != "default" && r->token_type != "service" &&
+      r->token_type != "default-service") {
+    return "invalid 'token_type' value \"" + r->token_type + "\"";
+  }
+  return "";
+}
+
+void WriteTokenFields(const TokenRoleParams& r, Json::Value* d) {
+  (*d)["token_bound_cidrs"] = StringArray(r.token_bound_cidrs);
+  (*d)["token_explicit_max_ttl"] = Json::Int64(r.token_explicit_max_ttl);
+  (*d)["token_max_ttl"] = Json::Int64(r.token_max_ttl);
+  (*d)["token_no_default_policy"] = r.token_no_default_policy;
+  (*d)["token_num_uses"] = Json::Int64(r.token_num_uses);
+  (*d)["token_period"] = Json::Int64(r.token_period);
+  (*d)["token_policies"] = StringArray(r.policies);
+  (*d)["token_ttl"] = Json::Int64(r.token_ttl);
+  (*d)["token_type"] = r.token_type;
+}
+
+void ApplyTokenFields(const TokenRoleParams& r, TokenParams* p) {
+  p->policies = SanitizePolicies(r.policies, !r.token_no_default_policy);
+  p->ttl = r.token_ttl;
+  p->max_ttl = r.token_max_ttl;
+  p->explicit_max_ttl = r.token_explicit_max_ttl;
+  p->period = r.token_period;
+  p->num_uses = r.token_num_uses;
+}
+
 Json::Value AuthBlock(const Token& t) {
   Json::Value a(Json::objectValue);
   a["client_token"] = t.id;
