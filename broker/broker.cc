@@ -64,7 +64,8 @@ struct Broker::Batch {
   bool called_vault = false;
   std::vector<VaultBackend::EncryptItem> encrypts;
   std::vector<VaultBackend::DecryptItem> decrypts;
-  std::vector<size_t> item_of;  // item k answers requests[item_of[k]]
+  std::vector<size_t> item_of;      // item k answers requests[item_of[k]]
+  std::vector<ipc::Reply> replies;  // by request
 
   ~Batch() {
     for (auto& item : decrypts) WipeString(&item.plaintext);
@@ -213,21 +214,33 @@ void Broker::Pump() {
   pumping_ = false;
 }
 
-void Broker::HandleEncrypt(Batch* b) {
+Deadline Broker::StillWanted(Batch* b) {
   Deadline latest = b->start;
   for (size_t i = 0; i < b->requests.size(); ++i) {
-    if (b->start >= b->requests[i].deadline) continue;
-    VaultBackend::EncryptItem item;
-    item.plaintext = b->requests[i].req.encrypt().plaintext();
-    b->encrypts.push_back(std::move(item));
+    if (b->start >= b->requests[i].deadline) continue;  // answered kExpired in BatchDone
     b->item_of.push_back(i);
     latest = std::max(latest, b->requests[i].deadline);
   }
+  b->replies.resize(b->requests.size());
+  if (!b->item_of.empty()) {
+    b->called_vault = true;
+    ++calls_;
+  }
+  // The call may run until the latest deadline: a caller whose own deadline passes first has
+  // stopped waiting (the frontend answers it), and the others still get their answer.
+  return latest;
+}
+
+void Broker::HandleEncrypt(Batch* b) {
+  const Deadline latest = StillWanted(b);
+  for (size_t i : b->item_of) {
+    b->encrypts.emplace_back();
+    b->encrypts.back().plaintext = b->requests[i].req.encrypt().plaintext();
+  }
   auto done = [this, b] {
-    std::vector<ipc::Reply> replies(b->requests.size());
     for (size_t k = 0; k < b->encrypts.size(); ++k) {
       VaultBackend::EncryptItem& item = b->encrypts[k];
-      ipc::Reply& reply = replies[b->item_of[k]];
+      ipc::Reply& reply = b->replies[b->item_of[k]];
       if (!item.status.ok()) {
         SetError(&reply, item.status);
         continue;
@@ -235,32 +248,23 @@ void Broker::HandleEncrypt(Batch* b) {
       reply.mutable_encrypt()->set_ciphertext(std::move(item.ciphertext));
       reply.mutable_encrypt()->set_key_id(std::move(item.key_id));
     }
-    BatchDone(b, &replies);
+    BatchDone(b);
   };
-  if (b->encrypts.empty()) return done();
-  b->called_vault = true;
-  ++calls_;
-  // The call may run until the latest deadline: a caller whose own deadline passes first has
-  // stopped waiting (the frontend answers it), and the others still get their answer.
+  if (!b->called_vault) return done();
   backend_->EncryptBatch(&b->encrypts, latest, done);
 }
 
 void Broker::HandleDecrypt(Batch* b) {
-  Deadline latest = b->start;
-  for (size_t i = 0; i < b->requests.size(); ++i) {
-    if (b->start >= b->requests[i].deadline) continue;
-    VaultBackend::DecryptItem item;
-    item.ciphertext = b->requests[i].req.decrypt().ciphertext();
-    item.key_id = b->requests[i].req.decrypt().key_id();
-    b->decrypts.push_back(std::move(item));
-    b->item_of.push_back(i);
-    latest = std::max(latest, b->requests[i].deadline);
+  const Deadline latest = StillWanted(b);
+  for (size_t i : b->item_of) {
+    b->decrypts.emplace_back();
+    b->decrypts.back().ciphertext = b->requests[i].req.decrypt().ciphertext();
+    b->decrypts.back().key_id = b->requests[i].req.decrypt().key_id();
   }
   auto done = [this, b] {
-    std::vector<ipc::Reply> replies(b->requests.size());
     for (size_t k = 0; k < b->decrypts.size(); ++k) {
       VaultBackend::DecryptItem& item = b->decrypts[k];
-      ipc::Reply& reply = replies[b->item_of[k]];
+      ipc::Reply& reply = b->replies[b->item_of[k]];
       if (!item.status.ok()) {
         SetError(&reply, item.status);
         continue;
@@ -268,19 +272,17 @@ void Broker::HandleDecrypt(Batch* b) {
       reply.mutable_decrypt()->set_plaintext(std::move(item.plaintext));
       WipeString(&item.plaintext);
     }
-    BatchDone(b, &replies);
+    BatchDone(b);
   };
-  if (b->decrypts.empty()) return done();
-  b->called_vault = true;
-  ++calls_;
+  if (!b->called_vault) return done();
   backend_->DecryptBatch(&b->decrypts, latest, done);
 }
 
-void Broker::BatchDone(Batch* b, std::vector<ipc::Reply>* replies) {
+void Broker::BatchDone(Batch* b) {
   std::vector<bool> answered(b->requests.size(), false);
   for (size_t k : b->item_of) answered[k] = true;
   for (size_t i = 0; i < b->requests.size(); ++i) {
-    ipc::Reply& reply = (*replies)[i];
+    ipc::Reply& reply = b->replies[i];
     reply.set_id(b->requests[i].req.id());
     if (!answered[i]) SetError(&reply, kExpired);
     Finish(*b->entry, b->requests[i].req, b->start, b->requests[i].deadline, &reply);

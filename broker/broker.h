@@ -97,8 +97,11 @@ class Broker {
   void UpdateWatch();
   // Starts Vault calls for queued requests while fewer than max_in_flight run.
   void Pump();
+  // The requests of a batch whose deadline has not passed (Batch::item_of), and the latest of
+  // their deadlines; counts the Vault call when there is one to make.
+  Deadline StillWanted(Batch* batch);
   // A batch's Vault call is done: replies, logs, and the next calls.
-  void BatchDone(Batch* batch, std::vector<ipc::Reply>* replies);
+  void BatchDone(Batch* batch);
   void Finish(const Entry& entry, const ipc::Request& req, Clock::time_point start,
               Deadline deadline, ipc::Reply* reply);
   void SendReply(const ipc::Reply& reply, Deadline deadline);

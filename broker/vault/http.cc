@@ -422,11 +422,12 @@ struct VaultHttp::Transfer {
   size_t pass_start = 0;
   size_t pass_k = 0;
   VaultResponse last;
-  // The address being tried, and the standby redirects it led to.
+  // The address being tried (a configured one, or where a standby redirected to).
   size_t addr_index = 0;
-  Endpoint ep;
+  const Endpoint* ep = nullptr;
+  Endpoint redirected;
   int hop = 0;
-  std::string path;  // "/v1/...", or the redirect target's path
+  std::string redirect_path;  // the path of the last redirect that named one
   curl_slist* redirect_connect_to = nullptr;
   Slot* slot = nullptr;
   Clock::time_point exchange_started;
@@ -775,13 +776,13 @@ void VaultHttp::BeginPass(Transfer* t) {
 
 void VaultHttp::BeginEndpoint(Transfer* t, size_t addr_index) {
   t->addr_index = addr_index;
-  t->ep = endpoints_[addr_index];
+  t->ep = &endpoints_[addr_index];
   t->hop = 0;
-  t->path = "/v1/" + t->req.path;
+  t->redirect_path.clear();
   curl_slist_free_all(t->redirect_connect_to);
   t->redirect_connect_to = nullptr;
   t->resp = VaultResponse();
-  t->resp.addr = t->ep.addr;
+  t->resp.addr = t->ep->addr;
   Exchange(t);
 }
 
@@ -806,15 +807,20 @@ void VaultHttp::Exchange(Transfer* t) {
   }
   CURL* h = s->easy;
   url_.clear();
-  url_.append(t->ep.scheme).append("://");
+  url_.append(t->ep->scheme).append("://");
   if (config_.tls_server_name.empty()) {
-    url_.append(t->ep.host);
+    url_.append(t->ep->host);
   } else if (config_.tls_server_name.find(':') != std::string::npos) {
     url_.append("[").append(config_.tls_server_name).append("]");
   } else {
     url_.append(config_.tls_server_name);
   }
-  url_.append(":").append(std::to_string(t->ep.port)).append(t->path);
+  url_.append(":").append(std::to_string(t->ep->port));
+  if (t->redirect_path.empty()) {
+    url_.append("/v1/").append(t->req.path);
+  } else {
+    url_.append(t->redirect_path);
+  }
   curl_easy_setopt(h, CURLOPT_URL, url_.c_str());
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(remaining.count()));
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
@@ -932,7 +938,7 @@ void VaultHttp::OnExchangeDone(Slot* s, int code) {
   if (status >= 400) resp.error = SafeVaultErrors(resp.json);
   if (log::DebugEnabled()) {
     log::Debug("vault request", {{"path", t->req.path},
-                                 {"addr", t->ep.addr},
+                                 {"addr", t->ep->addr},
                                  {"status", std::to_string(status)},
                                  {"ms", std::to_string(MicrosSince(t->exchange_started) / 1000)}});
   }
@@ -958,7 +964,7 @@ void VaultHttp::ExchangeFailed(Transfer* t, int code, long os_errno, const std::
   if (log::DebugEnabled()) {
     log::Debug("vault request failed",
                {{"path", t->req.path},
-                {"addr", t->ep.addr},
+                {"addr", t->ep->addr},
                 {"error", resp.error},
                 {"ms", std::to_string(MicrosSince(t->exchange_started) / 1000)}});
   }
@@ -976,7 +982,7 @@ void VaultHttp::FollowRedirect(Transfer* t, const std::string& location) {
     return;
   }
   Endpoint next;
-  next.addr = t->ep.addr;
+  next.addr = t->ep->addr;
   std::string error;
   if (location.empty() ||
       !ParseUrl(location, false, &next.scheme, &next.host, &next.port, &next.path, &error)) {
@@ -985,7 +991,7 @@ void VaultHttp::FollowRedirect(Transfer* t, const std::string& location) {
     EndpointDone(t);
     return;
   }
-  if (next.scheme != "https" && !(next.scheme == "http" && t->ep.scheme == "http")) {
+  if (next.scheme != "https" && !(next.scheme == "http" && t->ep->scheme == "http")) {
     resp.transport = Code::kUnavailable;
     resp.error = "refusing vault redirect to a non-https address";
     EndpointDone(t);
@@ -1020,16 +1026,17 @@ void VaultHttp::FollowRedirect(Transfer* t, const std::string& location) {
     EndpointDone(t);
     return;
   }
-  if (override_name) next.host = t->ep.host;
+  if (override_name) next.host = t->ep->host;
   log::Debug("following vault redirect",
-             {{"from", t->ep.addr},
+             {{"from", t->ep->addr},
               {"to", next.scheme + "://" + next.host + ":" + std::to_string(next.port)}});
-  if (!next.path.empty()) t->path = next.path;
-  t->ep = std::move(next);
+  if (!next.path.empty()) t->redirect_path = next.path;
+  t->redirected = std::move(next);
+  t->ep = &t->redirected;
   ++t->hop;
   curl_slist_free_all(t->redirect_connect_to);
   t->redirect_connect_to =
-      config_.tls_server_name.empty() ? nullptr : ConnectTo(config_.tls_server_name, t->ep);
+      config_.tls_server_name.empty() ? nullptr : ConnectTo(config_.tls_server_name, *t->ep);
   Exchange(t);
 }
 
