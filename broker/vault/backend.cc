@@ -274,11 +274,12 @@ struct VaultBackend::Impl {
     return c;
   }
 
-  // For DecryptBatch: ok when the ciphertext may be sent to Vault.
-  Status CheckDecryptInput(std::string_view ciphertext);
-  // Counts the Decrypts among `done` that succeeded (DecryptUse) and logs a foreign key_id
-  // the first time it is seen.
-  void RecordDecrypts(const std::vector<DecryptItem*>& done);
+  // For DecryptBatch: ok when the ciphertext may be sent to Vault; then *version is the key
+  // version its prefix names.
+  Status CheckDecryptInput(std::string_view ciphertext, uint64_t* version);
+  // Counts the Decrypts among `done` that succeeded (DecryptUse), `versions` aligned with
+  // them, and logs a foreign key_id the first time it is seen.
+  void RecordDecrypts(const std::vector<DecryptItem*>& done, const std::vector<uint64_t>& versions);
   // Whether `key_id` is what this plugin issues for `version` of the configured key.
   bool OwnKeyId(std::string_view key_id, uint64_t version,
                 const std::shared_ptr<const KeyMetadata>& meta);
@@ -500,12 +501,14 @@ bool VaultBackend::Impl::OwnKeyId(std::string_view key_id, uint64_t version,
   return key_id == it->second;
 }
 
-void VaultBackend::Impl::RecordDecrypts(const std::vector<DecryptItem*>& done) {
+void VaultBackend::Impl::RecordDecrypts(const std::vector<DecryptItem*>& done,
+                                        const std::vector<uint64_t>& versions) {
   std::shared_ptr<const KeyMetadata> meta = keys.Current();
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
-  for (const DecryptItem* item : done) {
-    uint64_t version = 0;
-    if (!item->status.ok() || !validate::VaultCiphertext(item->ciphertext, &version).ok()) continue;
+  for (size_t i = 0; i < done.size(); ++i) {
+    const DecryptItem* item = done[i];
+    const uint64_t version = versions[i];
+    if (!item->status.ok()) continue;
     // Before the first metadata read nothing can be told apart: not counted as foreign.
     const bool foreign = meta && !OwnKeyId(item->key_id, version, meta);
     if (decrypt_use.Record(version, meta ? meta->latest_version : 0, foreign, item->key_id, now)) {
@@ -519,15 +522,14 @@ void VaultBackend::Impl::RecordDecrypts(const std::vector<DecryptItem*>& done) {
   }
 }
 
-Status VaultBackend::Impl::CheckDecryptInput(std::string_view ciphertext) {
+Status VaultBackend::Impl::CheckDecryptInput(std::string_view ciphertext, uint64_t* version) {
   if (!config_error.empty()) {
     return Status(Code::kFailedPrecondition, "invalid vault configuration: " + config_error);
   }
   // Re-checked here (the frontend may be compromised) so junk never reaches Vault.
-  uint64_t version = 0;
-  if (Status s = validate::VaultCiphertext(ciphertext, &version); !s.ok()) return s;
+  if (Status s = validate::VaultCiphertext(ciphertext, version); !s.ok()) return s;
   std::shared_ptr<const KeyMetadata> meta = keys.Current();
-  if (meta && version > meta->latest_version) keys.RequestRefresh();
+  if (meta && *version > meta->latest_version) keys.RequestRefresh();
   return Status::Ok();
 }
 
@@ -535,10 +537,14 @@ void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadli
                                 std::function<void()> done) {
   Impl& m = *impl_;
   std::vector<DecryptItem*> sent;
+  std::vector<uint64_t> versions;
   for (DecryptItem& item : *items) {
     item.plaintext.clear();
-    item.status = m.CheckDecryptInput(item.ciphertext);
-    if (item.status.ok()) sent.push_back(&item);
+    uint64_t version = 0;
+    item.status = m.CheckDecryptInput(item.ciphertext, &version);
+    if (!item.status.ok()) continue;
+    sent.push_back(&item);
+    versions.push_back(version);
   }
   if (sent.empty()) return m.http.loop()->Defer(std::move(done));
   // Each item of a batch carries its index as `reference`, which Vault echoes: the answer is
@@ -559,11 +565,12 @@ void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadli
   body->append(single ? "}" : "]}");
   m.tokens.CallWithToken(
       HttpMethod::kPost, m.decrypt_path, *body, m.config.ns, deadline,
-      [this, body, sent = std::move(sent), done = std::move(done)](VaultResponse* r) {
+      [this, body, sent = std::move(sent), versions = std::move(versions),
+       done = std::move(done)](VaultResponse* r) {
         WipeString(body.get());
         if (sent.size() > 1) {
           ReadDecryptBatchAnswer(r, sent, impl_->key_name);
-          impl_->RecordDecrypts(sent);
+          impl_->RecordDecrypts(sent, versions);
           return done();
         }
         Json::Value* pt = nullptr;
@@ -579,7 +586,7 @@ void VaultBackend::DecryptBatch(std::vector<DecryptItem>* items, Deadline deadli
         } else {
           sent[0]->status = TakePlaintext(pt, &sent[0]->plaintext);
         }
-        impl_->RecordDecrypts(sent);
+        impl_->RecordDecrypts(sent, versions);
         done();
       });
 }
