@@ -5,15 +5,19 @@
 #include <openssl/rand.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "broker/vault/base64.h"
+#include "broker/vault/client_cert.h"
 #include "broker/vault/http.h"
 #include "broker/vault/key_cache.h"
 #include "broker/vault/token_manager.h"
@@ -203,6 +207,103 @@ AddressResult CheckAddresses(const BrokerConfig& config, Report* report) {
 
 // --- 3. credentials ---------------------------------------------------------------------------
 
+// A credential's owner and mode as a deployment should have them: the broker user's, no
+// group/other bits.
+void OwnerAndMode(const BrokerConfig& config, const std::string& name, const std::string& path,
+                  const struct stat& st, Findings* f) {
+  char mode[8];
+  snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  std::string detail = name + ": mode " + mode + ", owner uid " + std::to_string(st.st_uid);
+  bool warned = false;
+  // As root the broker drops to --broker-user before it reads the file, so root's own access
+  // proves nothing; as non-root the open() before is the real test.
+  if (geteuid() == 0 && st.st_uid != config.broker_user.uid) {
+    f->Add(Verdict::kWarn,
+           detail + ", not the broker user " + std::to_string(config.broker_user.uid),
+           "chown " + std::to_string(config.broker_user.uid) + " " + path);
+    warned = true;
+  }
+  if (st.st_mode & 077) {
+    f->Add(Verdict::kWarn,
+           warned ? name + ": group/other can read it" : detail + ", group/other can read it",
+           "chmod 0400 " + path);
+    warned = true;
+  }
+  if (!warned) f->Add(Verdict::kPass, detail);
+}
+
+// 0 when the broker could open `path` for reading, else the errno it would get. As root that
+// means as --broker-user without supplementary groups (what the broker becomes before its first
+// login), links and every directory above included: asked of the kernel by a child that drops
+// to that user, since mode bits alone miss ACLs and directories.
+int OpenErrorAsBroker(const BrokerConfig& config, const std::string& path) {
+  if (geteuid() != 0) {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) return errno;
+    close(fd);
+    return 0;
+  }
+  const uid_t uid = config.broker_user.uid;
+  const gid_t gid = config.broker_user.gid;
+  pid_t pid = fork();
+  if (pid < 0) return errno;
+  if (pid == 0) {
+    // Raw system calls: glibc's wrappers would try to change every thread's ids, and the child
+    // of a process that may have threads has only this one.
+    if (syscall(SYS_setgroups, 0, nullptr) != 0 || syscall(SYS_setgid, gid) != 0 ||
+        syscall(SYS_setuid, uid) != 0) {
+      _exit(255);
+    }
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    _exit(fd < 0 ? (errno > 0 && errno < 255 ? errno : EIO) : 0);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return errno;
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) == 255) return EPERM;
+  return WEXITSTATUS(status);
+}
+
+// --auth-method=cert: the certificate and key are the credential. Readable by the broker user,
+// a certificate valid now, and the key that belongs to it; the key kept like a secret-id.
+void CheckClientCertificate(const BrokerConfig& config, Findings* f) {
+  const VaultConfig& v = config.vault;
+  const std::string uid = std::to_string(config.broker_user.uid);
+  const std::string who = geteuid() == 0 ? "the broker user " + uid : "this user";
+  for (const auto& [what, path] :
+       {std::pair<const char*, const std::string&>{"client certificate", v.client_cert},
+        {"client key", v.client_key}}) {
+    if (int e = OpenErrorAsBroker(config, path); e != 0) {
+      f->Add(Verdict::kFail,
+             std::string(what) + " " + path + ": cannot be read by " + who + ": " + strerror(e),
+             geteuid() == 0 ? "chown " + uid + " " + path +
+                                  " (and let that user search every directory above it)"
+                            : "make it readable by the user the broker runs as");
+      return;
+    }
+  }
+  std::string problem = ClientCertificateProblem(v.client_cert, std::time(nullptr));
+  if (!problem.empty()) {
+    f->Add(Verdict::kFail, problem,
+           "install a valid certificate at " + v.client_cert +
+               " (the broker reads it again at every login)");
+    return;
+  }
+  problem = ClientKeyProblem(v.client_cert, v.client_key);
+  if (!problem.empty()) {
+    f->Add(Verdict::kFail, problem,
+           "install the unencrypted key of that certificate at " + v.client_key);
+    return;
+  }
+  f->Add(Verdict::kPass,
+         "client certificate " + v.client_cert + ": " + ClientCertificateSummary(v.client_cert));
+  struct stat st;
+  if (stat(v.client_key.c_str(), &st) == 0) {
+    OwnerAndMode(config, "client key " + v.client_key, v.client_key, st, f);
+  }
+}
+
 void CheckCredentialFile(const BrokerConfig& config, const std::string& what,
                          const std::string& path, Findings* f) {
   const std::string name = what + " file " + path;
@@ -236,25 +337,7 @@ void CheckCredentialFile(const BrokerConfig& config, const std::string& what,
     f->Add(Verdict::kFail, name + ": empty", "write the " + what + " into " + path);
     return;
   }
-  char mode[8];
-  snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-  std::string detail = name + ": mode " + mode + ", owner uid " + std::to_string(st.st_uid);
-  bool warned = false;
-  // As root the broker drops to --broker-user before it reads the file, so root's own access
-  // proves nothing; as non-root the open() above is the real test.
-  if (geteuid() == 0 && st.st_uid != config.broker_user.uid) {
-    f->Add(Verdict::kWarn,
-           detail + ", not the broker user " + std::to_string(config.broker_user.uid),
-           "chown " + std::to_string(config.broker_user.uid) + " " + path);
-    warned = true;
-  }
-  if (st.st_mode & 077) {
-    f->Add(Verdict::kWarn,
-           warned ? name + ": group/other can read it" : detail + ", group/other can read it",
-           "chmod 0400 " + path);
-    warned = true;
-  }
-  if (!warned) f->Add(Verdict::kPass, detail);
+  OwnerAndMode(config, name, path, st, f);
 }
 
 bool CheckCredentials(const BrokerConfig& config, Report* report) {
@@ -262,6 +345,8 @@ bool CheckCredentials(const BrokerConfig& config, Report* report) {
   const VaultConfig& v = config.vault;
   if (v.auth_method == AuthMethod::kToken) {
     CheckCredentialFile(config, "token", v.token_file, &f);
+  } else if (v.auth_method == AuthMethod::kCert) {
+    CheckClientCertificate(config, &f);
   } else {
     if (!v.role_id_file.empty()) {
       CheckCredentialFile(config, "role-id", v.role_id_file, &f);
@@ -279,19 +364,41 @@ bool CheckCredentials(const BrokerConfig& config, Report* report) {
 
 bool CheckLogin(const BrokerConfig& config, TokenManager* tokens, Report* report) {
   const VaultConfig& v = config.vault;
-  const bool approle = v.auth_method == AuthMethod::kAppRole;
-  const std::string how =
-      approle ? "approle login at auth/" + v.approle_mount : "token from " + v.token_file;
+  std::string how, login_fix, renewable_fix, ttl_fix;
+  switch (v.auth_method) {
+    case AuthMethod::kAppRole:
+      how = "approle login at auth/" + v.approle_mount;
+      login_fix =
+          "check that the role-id and secret-id belong to the same role, the secret-id is "
+          "neither expired nor used up, and --approle-mount";
+      renewable_fix = "let the AppRole role issue renewable tokens";
+      ttl_fix = "raise token_ttl on the AppRole role to 5m or more";
+      break;
+    case AuthMethod::kCert: {
+      how = "cert login at auth/" + v.cert_auth_mount +
+            (v.cert_auth_role.empty() ? "" : " as role " + v.cert_auth_role);
+      const std::string role = v.cert_auth_role.empty() ? "ROLE" : v.cert_auth_role;
+      login_fix = "vault read auth/" + v.cert_auth_mount + "/certs/" + role +
+                  ": its certificate must be the CA that issued " + v.client_cert +
+                  " (or that certificate itself), and allowed_common_names must admit it";
+      renewable_fix = "let the cert role issue renewable tokens";
+      ttl_fix = "raise token_ttl on the cert role to 5m or more";
+      break;
+    }
+    case AuthMethod::kToken:
+      how = "token from " + v.token_file;
+      login_fix = "write a valid, unexpired Vault token into " + v.token_file;
+      renewable_fix = "use a renewable (or periodic) token";
+      ttl_fix = "issue the token with a ttl of 5m or more";
+      break;
+  }
   Status s = tokens->Login(StepDeadline());
   if (!s.ok()) {
     std::string msg = s.message();
     for (const char* prefix : {"vault login failed: ", "vault token unavailable: "}) {
       if (msg.rfind(prefix, 0) == 0) msg = msg.substr(strlen(prefix));
     }
-    report->Line(Verdict::kFail, "login", how + ": " + msg,
-                 approle ? "check that the role-id and secret-id belong to the same role, the "
-                           "secret-id is neither expired nor used up, and --approle-mount"
-                         : "write a valid, unexpired Vault token into " + v.token_file);
+    report->Line(Verdict::kFail, "login", how + ": " + msg, login_fix);
     return false;
   }
 
@@ -326,14 +433,10 @@ bool CheckLogin(const BrokerConfig& config, TokenManager* tokens, Report* report
   Findings f;
   f.Add(Verdict::kPass, detail);
   if (ttl > 0 && !renewable) {
-    f.Add(Verdict::kWarn, "the broker must log in again before every expiry",
-          approle ? "let the AppRole role issue renewable tokens"
-                  : "use a renewable (or periodic) token");
+    f.Add(Verdict::kWarn, "the broker must log in again before every expiry", renewable_fix);
   }
   if (ttl > 0 && ttl < kMinTtlSeconds) {
-    f.Add(Verdict::kWarn, "ttl below " + Duration(kMinTtlSeconds),
-          approle ? "raise token_ttl on the AppRole role to 5m or more"
-                  : "issue the token with a ttl of 5m or more");
+    f.Add(Verdict::kWarn, "ttl below " + Duration(kMinTtlSeconds), ttl_fix);
   }
   f.Print(report, "token");
   return true;

@@ -2,6 +2,8 @@
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -12,6 +14,8 @@
 namespace vkms::broker {
 namespace {
 
+using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
+
 std::string Rfc3339(const ASN1_TIME* t) {
   struct tm tm = {};
   if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return "an unreadable time";
@@ -20,14 +24,33 @@ std::string Rfc3339(const ASN1_TIME* t) {
   return out;
 }
 
+// The first PEM certificate of `path`; *error (with errno's text) when the file cannot be
+// opened, null without it when it holds none.
+X509Ptr ReadCertificate(const std::string& path, std::string* error) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(path.c_str(), "r"), BIO_free);
+  if (!bio) {
+    *error = strerror(errno);
+    ERR_clear_error();
+    return X509Ptr(nullptr, X509_free);
+  }
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
+  // libcurl reads OpenSSL's error queue after a handshake: leave nothing of ours in it.
+  ERR_clear_error();
+  return cert;
+}
+
+// No terminal prompt for an encrypted key: the broker has no passphrase to give.
+int NoPassphrase(char*, int, int, void*) {
+  return -1;
+}
+
 }  // namespace
 
 std::string ClientCertificateProblem(const std::string& path, std::time_t now) {
   const std::string what = "client certificate " + path;
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(path.c_str(), "r"), BIO_free);
-  if (!bio) return what + " cannot be read: " + strerror(errno);
-  std::unique_ptr<X509, decltype(&X509_free)> cert(
-      PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
+  std::string error;
+  X509Ptr cert = ReadCertificate(path, &error);
+  if (!error.empty()) return what + " cannot be read: " + error;
   if (!cert) return what + " holds no PEM certificate";
   const ASN1_TIME* not_after = X509_get0_notAfter(cert.get());
   const ASN1_TIME* not_before = X509_get0_notBefore(cert.get());
@@ -37,6 +60,44 @@ std::string ClientCertificateProblem(const std::string& path, std::time_t now) {
   if (X509_cmp_time(not_before, &now) > 0) {
     return what + " is not valid before " + Rfc3339(not_before) + " (check the node's clock)";
   }
+  return "";
+}
+
+std::string ClientCertificateSummary(const std::string& path) {
+  std::string error;
+  X509Ptr cert = ReadCertificate(path, &error);
+  if (!cert) return "";
+  std::unique_ptr<BIO, decltype(&BIO_free)> out(BIO_new(BIO_s_mem()), BIO_free);
+  std::string subject;
+  if (out &&
+      X509_NAME_print_ex(out.get(), X509_get_subject_name(cert.get()), 0, XN_FLAG_RFC2253) >= 0) {
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(out.get(), &data);
+    if (n > 0) subject.assign(data, static_cast<size_t>(n));
+  }
+  ERR_clear_error();
+  return "subject " + (subject.empty() ? "(empty)" : subject) + ", valid until " +
+         Rfc3339(X509_get0_notAfter(cert.get()));
+}
+
+std::string ClientKeyProblem(const std::string& cert_path, const std::string& key_path) {
+  const std::string what = "client key " + key_path;
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(key_path.c_str(), "r"), BIO_free);
+  if (!bio) {
+    const int e = errno;
+    ERR_clear_error();
+    return what + " cannot be read: " + strerror(e);
+  }
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr), EVP_PKEY_free);
+  ERR_clear_error();
+  if (!key) return what + " holds no unencrypted PEM private key";
+  std::string error;
+  X509Ptr cert = ReadCertificate(cert_path, &error);
+  if (!cert) return "";
+  const bool matches = X509_check_private_key(cert.get(), key.get()) == 1;
+  ERR_clear_error();
+  if (!matches) return what + " is not the key of the client certificate " + cert_path;
   return "";
 }
 

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "test_pki.h"
 #include "tests/integration/plugin_process.h"
 #include "tests/integration/vault_env.h"
 
@@ -85,13 +86,19 @@ class CheckTest : public ::testing::Test {
   Captured Check(mode_t secret_mode = 0400, std::vector<std::string> extra = {}) {
     role_id_path_ = WriteCredential("role-id", role_id_);
     secret_id_path_ = WriteCredential("secret-id", secret_id_, secret_mode);
-    std::vector<std::string> argv = {BuildDir() + "/vault-kms-broker",
-                                     "check",
+    return Run(
+        {"--approle-role-id-file=" + role_id_path_, "--approle-secret-id-file=" + secret_id_path_},
+        vault_.PluginFlags(), std::move(extra));
+  }
+
+  // `check` with the flags of `auth` and `vault_flags`, then `extra`.
+  Captured Run(const std::vector<std::string>& auth, const std::vector<std::string>& vault_flags,
+               std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {BuildDir() + "/vault-kms-broker", "check",
                                      "--vault-addr=" + addr_,
-                                     "--vault-ca-file=" + vault_.ca_file(),
-                                     "--approle-role-id-file=" + role_id_path_,
-                                     "--approle-secret-id-file=" + secret_id_path_};
-    for (const auto& f : vault_.PluginFlags()) argv.push_back(f);
+                                     "--vault-ca-file=" + vault_.ca_file()};
+    for (const auto& f : auth) argv.push_back(f);
+    for (const auto& f : vault_flags) argv.push_back(f);
     // A flag in `extra` replaces the default one of the same name (flags may not repeat).
     for (const auto& f : extra) {
       const std::string name = f.substr(0, f.find('=') + 1);
@@ -157,6 +164,83 @@ class CheckTest : public ::testing::Test {
   VaultEnv vault_;
   std::string dir_, addr_, role_id_, secret_id_, role_id_path_, secret_id_path_;
   std::string policy_ = "vault-kms";
+};
+
+// --auth-method=cert: the client certificate and key are the credential, in a directory of the
+// broker user's own (the broker reads them as that user, at every login).
+class CertCheckTest : public CheckTest {
+ protected:
+  void SetUp() override {
+    CheckTest::SetUp();
+    ca_ = Issue("kms client CA", true);
+    creds_ = dir_ + "/creds";
+    ASSERT_EQ(mkdir(creds_.c_str(), 0700), 0);
+    // The fixture's directory is root's 0700; the broker user must be able to reach creds_.
+    chmod(dir_.c_str(), 0755);
+    if (geteuid() == 0) {
+      EXPECT_EQ(chown(creds_.c_str(), kBrokerUid, kBrokerUid), 0);
+    }
+    cert_path_ = creds_ + "/tls.crt";
+    key_path_ = creds_ + "/tls.key";
+  }
+
+  static Pem Issue(const std::string& cn, bool is_ca, const Pem* issuer = nullptr,
+                   long not_after_s = 30L * 24 * 3600) {
+    CertSpec spec;
+    spec.common_name = cn;
+    spec.is_ca = is_ca;
+    spec.not_before_s = std::min(-3600L, not_after_s - 3600);
+    spec.not_after_s = not_after_s;
+    return IssueOrThrow(spec, issuer);
+  }
+
+  // Writes `leaf` as a deployment would (certificate 0644, key 0400, both the broker user's)
+  // and runs `check` with it.
+  Captured CheckCert(const Pem& leaf) {
+    Write(cert_path_, leaf.cert, 0644);
+    Write(key_path_, leaf.key, 0400);
+    Captured c = RunCert();
+    // The private key is a credential: nothing of it is printed.
+    const std::string body = leaf.key.substr(leaf.key.find('\n') + 1, 40);
+    EXPECT_EQ(c.out.find(body), std::string::npos) << c.out;
+    EXPECT_EQ(c.err.find(body), std::string::npos) << c.err;
+    return c;
+  }
+
+  // `check` with the files as they are.
+  Captured RunCert() {
+    std::vector<std::string> vault_flags;
+    for (const auto& f : vault_.PluginFlags()) {
+      if (f.rfind("--approle-", 0) != 0) vault_flags.push_back(f);
+    }
+    for (const auto& f : vault_.CertAuthFlags()) vault_flags.push_back(f);
+    return Run({"--auth-method=cert", "--vault-client-cert=" + cert_path_,
+                "--vault-client-key=" + key_path_},
+               vault_flags);
+  }
+
+  void Write(const std::string& path, const std::string& pem, mode_t mode) {
+    {
+      std::ofstream out(path, std::ios::trunc);
+      out << pem;
+    }
+    chmod(path.c_str(), mode);
+    if (geteuid() == 0) {
+      EXPECT_EQ(chown(path.c_str(), kBrokerUid, kBrokerUid), 0);
+    }
+  }
+
+  std::string Owner() const { return std::to_string(geteuid() == 0 ? kBrokerUid : geteuid()); }
+  std::string CertLogin() const {
+    return "cert login at auth/" + CertMount() + " as role vault-kms";
+  }
+  std::string CertMount() const {
+    const std::string flag = vault_.CertAuthFlags()[0];
+    return flag.substr(flag.find('=') + 1);
+  }
+
+  Pem ca_;
+  std::string creds_, cert_path_, key_path_;
 };
 
 // Prefix matches for the parts that vary (Vault version, remaining TTL, ciphertext length).
@@ -301,6 +385,112 @@ TEST_F(CheckTest, InvalidFlagsStillExitTwo) {
   c = RunCaptured({BuildDir() + "/vault-kms-broker", "--vault-addr=https://x:1", "check"});
   EXPECT_EQ(WEXITSTATUS(c.status), 2) << c.out << c.err;
   EXPECT_NE(c.err.find("unexpected argument \"check\""), std::string::npos) << c.err;
+}
+
+TEST_F(CertCheckTest, AllPass) {
+  vault_.SetUpCertAuth(ca_.cert);
+  Captured c = CheckCert(Issue("kms-node-1", false, &ca_));
+  EXPECT_EQ(WEXITSTATUS(c.status), 0) << c.out << c.err;
+  auto l = Lines(c.out);
+  ASSERT_EQ(l.size(), 8u) << c.out;
+  for (const auto& line : l) EXPECT_EQ(line.substr(0, 6), "PASS  ") << c.out;
+  EXPECT_EQ(l[1], kPassTls + vault_.ca_file() + ", client certificate " + cert_path_);
+  ExpectLine(l[2], "PASS  credentials: client certificate " + cert_path_ +
+                       ": subject CN=kms-node-1,O=vaultsim, valid until 20");
+  EXPECT_NE(l[2].find("Z; client key " + key_path_ + ": mode 0400, owner uid " + Owner()),
+            std::string::npos)
+      << l[2];
+  ExpectLine(l[3],
+             "PASS  login: " + CertLogin() + ": policies [default, " + vault_.policy() + "], ttl ");
+  ExpectLine(l[7], "PASS  round trip: ");
+}
+
+TEST_F(CertCheckTest, KeyTheBrokerUserCannotReadFails) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: reading as --broker-user";
+  vault_.SetUpCertAuth(ca_.cert);
+  const Pem leaf = Issue("kms-node-1", false, &ca_);
+  Write(cert_path_, leaf.cert, 0644);
+  Write(key_path_, leaf.key, 0400);
+  ASSERT_EQ(chown(key_path_.c_str(), 0, 0), 0);
+  chmod(key_path_.c_str(), 0600);
+  Captured c = RunCert();
+  EXPECT_EQ(WEXITSTATUS(c.status), 1) << c.out << c.err;
+  auto l = Lines(c.out);
+  ASSERT_EQ(l.size(), 9u) << c.out;
+  EXPECT_EQ(l[2], "FAIL  credentials: client key " + key_path_ +
+                      ": cannot be read by the broker user 65532: Permission denied");
+  EXPECT_EQ(l[3], "      fix: chown 65532 " + key_path_ +
+                      " (and let that user search every directory above it)");
+  // Root reads it (libcurl in `check` does: the TLS steps pass), the broker user cannot.
+  EXPECT_EQ(l[1], kPassTls + vault_.ca_file() + ", client certificate " + cert_path_);
+  EXPECT_EQ(l[4], "SKIP  login: credentials failed");
+
+  // The files are the broker user's, but a directory above is root's alone.
+  ASSERT_EQ(chown(key_path_.c_str(), kBrokerUid, kBrokerUid), 0);
+  chmod(dir_.c_str(), 0700);
+  c = RunCert();
+  EXPECT_EQ(WEXITSTATUS(c.status), 1) << c.out << c.err;
+  l = Lines(c.out);
+  ASSERT_GE(l.size(), 3u) << c.out;
+  EXPECT_EQ(l[2], "FAIL  credentials: client certificate " + cert_path_ +
+                      ": cannot be read by the broker user 65532: Permission denied");
+}
+
+TEST_F(CertCheckTest, ExpiredCertificateFailsWithTheFileAndTheTime) {
+  vault_.SetUpCertAuth(ca_.cert);
+  Captured c = CheckCert(Issue("kms-node-1", false, &ca_, -86400));
+  EXPECT_EQ(WEXITSTATUS(c.status), 1) << c.out << c.err;
+  auto l = Lines(c.out);
+  ASSERT_EQ(l.size(), 9u) << c.out;
+  ExpectLine(l[2], "FAIL  credentials: client certificate " + cert_path_ + " expired at 20");
+  EXPECT_NE(l[2].find("Z; install a renewed one"), std::string::npos) << l[2];
+  EXPECT_EQ(l[3], "      fix: install a valid certificate at " + cert_path_ +
+                      " (the broker reads it again at every login)");
+  EXPECT_EQ(l[4], "SKIP  login: credentials failed");
+}
+
+TEST_F(CertCheckTest, KeyOfAnotherCertificateFails) {
+  vault_.SetUpCertAuth(ca_.cert);
+  Pem leaf = Issue("kms-node-1", false, &ca_);
+  leaf.key = Issue("kms-node-2", false, &ca_).key;
+  Captured c = CheckCert(leaf);
+  EXPECT_EQ(WEXITSTATUS(c.status), 1) << c.out << c.err;
+  bool said = false;
+  for (const auto& line : Lines(c.out)) {
+    said = said || line == "FAIL  credentials: client key " + key_path_ +
+                               " is not the key of the client certificate " + cert_path_;
+  }
+  EXPECT_TRUE(said) << c.out;
+}
+
+TEST_F(CertCheckTest, CertificateTheRoleDoesNotTrustFailsLogin) {
+  vault_.SetUpCertAuth(Issue("another CA", true).cert);
+  Captured c = CheckCert(Issue("kms-node-1", false, &ca_));
+  EXPECT_EQ(WEXITSTATUS(c.status), 1) << c.out << c.err;
+  auto l = Lines(c.out);
+  ASSERT_EQ(l.size(), 9u) << c.out;
+  EXPECT_EQ(l[2].substr(0, 6), "PASS  ") << l[2];
+  EXPECT_EQ(l[3], "FAIL  login: " + CertLogin() +
+                      ": invalid certificate or no client certificate supplied");
+  EXPECT_EQ(l[4], "      fix: vault read auth/" + CertMount() +
+                      "/certs/vault-kms: its certificate must be the CA that issued " + cert_path_ +
+                      " (or that certificate itself), and allowed_common_names "
+                      "must admit it");
+  EXPECT_EQ(l[5], "SKIP  token: login failed");
+}
+
+TEST_F(CertCheckTest, ShortTokenTtlWarnsWithTheRoleToFix) {
+  Json::Value role;
+  role["token_ttl"] = "1m";
+  role["token_max_ttl"] = "1h";
+  vault_.SetUpCertAuth(ca_.cert, role);
+  Captured c = CheckCert(Issue("kms-node-1", false, &ca_));
+  EXPECT_EQ(WEXITSTATUS(c.status), 0) << c.out << c.err;
+  auto l = Lines(c.out);
+  ASSERT_EQ(l.size(), 9u) << c.out;
+  ExpectLine(l[4], "WARN  token: renewable, ttl ");
+  EXPECT_NE(l[4].find("; ttl below 5m"), std::string::npos) << l[4];
+  EXPECT_EQ(l[5], "      fix: raise token_ttl on the cert role to 5m or more");
 }
 
 }  // namespace
