@@ -124,6 +124,9 @@ TEST_F(MigrationTest, ForeignKeyIdDecryptsATransitCiphertextOfTheConfiguredKey) 
   // Logged once per foreign key_id at info, not per call.
   const std::string logs = plugin->Logs();
   EXPECT_EQ(Count(logs, "stored with a foreign key_id"), 2u) << logs;
+  const size_t line = logs.rfind('\n', logs.find("stored with a foreign key_id")) + 1;
+  const std::string first = logs.substr(line, logs.find('\n', line) - line);
+  EXPECT_NE(first.find("\"level\":\"info\""), std::string::npos) << first;
   EXPECT_EQ(Count(logs, "\"key_id\":\"1\""), 1u) << logs;
   EXPECT_NE(logs.find("\"key_id\":\"vault-kube-kms/transit/kms/1\""), std::string::npos) << logs;
 }
