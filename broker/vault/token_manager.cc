@@ -23,13 +23,16 @@ std::string HttpReason(const VaultResponse& r) {
   return r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error;
 }
 
-// What the answer to a login means: a transport failure, Vault's refusal of the credential,
-// or an answer without a usable token.
-Status LoginStatus(const VaultResponse& r, bool parsed, const std::string& why) {
-  if (r.transport != Code::kOk) return Status(TransportCode(r), TransportReason(r));
-  if (!r.ok()) {
-    return Status(r.status == 400 || r.status == 403 ? Code::kPermissionDenied : Code::kUnavailable,
-                  "vault login failed: " + HttpReason(r));
+// Reads the answer to a login at auth/<mount>/login into *cred, and says what it means: a
+// transport failure, Vault's refusal of the credential, or an answer without a usable token.
+Status ReadLoginAnswer(VaultResponse* r, AuthAnswer* cred) {
+  std::string why;
+  const bool parsed = ReadAuthAnswer(AuthAnswerKind::kLogin, &r->json, cred, &why);
+  if (r->transport != Code::kOk) return Status(TransportCode(*r), TransportReason(*r));
+  if (!r->ok()) {
+    return Status(
+        r->status == 400 || r->status == 403 ? Code::kPermissionDenied : Code::kUnavailable,
+        "vault login failed: " + HttpReason(*r));
   }
   if (!parsed) return Status(Code::kUnavailable, "vault login failed: " + why);
   return Status::Ok();
@@ -121,6 +124,17 @@ void TokenManager::FailureBackoff() {
   Schedule(Next::kLogin, Jitter(backoff_));
 }
 
+VaultRequest TokenManager::LoginRequest(const std::string& mount, std::string_view body,
+                                        Deadline deadline) const {
+  VaultRequest req;
+  req.method = HttpMethod::kPost;
+  req.path = "auth/" + mount + "/login";
+  req.body = body;
+  req.ns = config_.auth_ns.empty() ? config_.ns : config_.auth_ns;
+  req.deadline = deadline;
+  return req;
+}
+
 void TokenManager::AppRoleLogin(Deadline deadline, std::function<void(Status, Credential*)> done) {
   auto fail = [this, &done](Status s) {
     loop_->Defer([done = std::move(done), s] { done(s, nullptr); });
@@ -156,12 +170,7 @@ void TokenManager::AppRoleLogin(Deadline deadline, std::function<void(Status, Cr
   }
   body->push_back('}');
 
-  VaultRequest req;
-  req.method = HttpMethod::kPost;
-  req.path = "auth/" + config_.approle_mount + "/login";
-  req.body = *body;
-  req.ns = config_.auth_ns.empty() ? config_.ns : config_.auth_ns;
-  req.deadline = deadline;
+  VaultRequest req = LoginRequest(config_.approle_mount, *body, deadline);
   login_transfer_ =
       http_->Start(req, [this, body, role_id, secret_id, done = std::move(done)](VaultResponse* r) {
         login_transfer_ = 0;
@@ -171,9 +180,7 @@ void TokenManager::AppRoleLogin(Deadline deadline, std::function<void(Status, Cr
         secret_id->Clear();
         role_id->Clear();
         Credential cred;
-        std::string why;
-        bool parsed = ReadAuthAnswer(AuthAnswerKind::kLogin, &r->json, &cred, &why);
-        Status s = LoginStatus(*r, parsed, why);
+        Status s = ReadLoginAnswer(r, &cred);
         done(s, &cred);
       });
 }
@@ -224,19 +231,12 @@ void TokenManager::CertLogin(Deadline deadline, std::function<void(Status, Crede
     AppendJsonString(body.get(), config_.cert_auth_role);
     body->push_back('}');
   }
-  VaultRequest req;
-  req.method = HttpMethod::kPost;
-  req.path = "auth/" + config_.cert_auth_mount + "/login";
-  req.body = *body;
-  req.ns = config_.auth_ns.empty() ? config_.ns : config_.auth_ns;
-  req.deadline = deadline;
+  VaultRequest req = LoginRequest(config_.cert_auth_mount, *body, deadline);
   req.fresh_connection = true;
   login_transfer_ = http_->Start(req, [this, body, done = std::move(done)](VaultResponse* r) {
     login_transfer_ = 0;
     Credential cred;
-    std::string why;
-    bool parsed = ReadAuthAnswer(AuthAnswerKind::kLogin, &r->json, &cred, &why);
-    Status s = LoginStatus(*r, parsed, why);
+    Status s = ReadLoginAnswer(r, &cred);
     if (!s.ok()) {
       // Vault's text names neither the file nor the fix (it refuses an expired certificate
       // with a 500, "failed to verify client's certificate"); the certificate on disk may.

@@ -118,6 +118,9 @@ class TokenManager {
   void AppRoleLogin(Deadline deadline, std::function<void(Status, Credential*)> done);
   void TokenFileLogin(Deadline deadline, std::function<void(Status, Credential*)> done);
   void CertLogin(Deadline deadline, std::function<void(Status, Credential*)> done);
+  // POST auth/<mount>/login in the auth namespace; `body` must outlive the transfer.
+  VaultRequest LoginRequest(const std::string& mount, std::string_view body,
+                            Deadline deadline) const;
   void LoginDone(const Status& s, Credential* cred, Clock::time_point started);
   // The token held now, if it has not expired; and its generation.
   std::shared_ptr<const SecretString> CurrentToken(uint64_t* generation) const;
