@@ -1,0 +1,25 @@
+// The host:port of a TCP listener such as --metrics-listen: "127.0.0.1:8080", "[::1]:8080"
+// (an IPv6 address always in brackets, as in URLs) or "localhost:8080".
+//
+// Callers: the broker's flag parser (validation, so a bad address stops start-up with a line
+// naming the flag), `check` (can it be bound now?), and whatever binds the listener.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace vkms {
+
+struct ListenAddress {
+  std::string host;   // without brackets: "127.0.0.1", "::1", "localhost"
+  uint16_t port = 0;  // 0: the kernel picks one (tests)
+};
+
+// False with a short reason (no flag name) when `text` is not host:port as described above.
+bool ParseListenAddress(const std::string& text, ListenAddress* out, std::string* error);
+
+// A listening TCP socket on `address` (SO_REUSEADDR, as HTTP servers set it, so only a socket
+// that is really in use makes it fail); -1 with a short reason ("address already in use").
+int BindListenAddress(const ListenAddress& address, std::string* error);
+
+}  // namespace vkms
