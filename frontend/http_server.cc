@@ -31,8 +31,10 @@ class HealthHandler : public CivetHandler {
     if (!s.ok()) {
       Reply(conn, 503, "text/plain", "broker not answering: " + s.message() + "\n");
     } else if (!readiness_) {
-      // Alive: the frontend runs and the broker answers.
-      Reply(conn, 200, "text/plain", "ok\n");
+      // Alive: the frontend runs and the broker answers, whatever Vault does (a liveness probe
+      // must not restart the plugin for a Vault outage). The body is Status's healthz, so it
+      // changes in the same refresh as Status does.
+      Reply(conn, 200, "text/plain", st.healthz + "\n");
     } else if (st.ready) {
       Reply(conn, 200, "text/plain", "ok\n");
     } else {

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kms_v2.pb.h"
@@ -107,6 +108,9 @@ Captured RunCaptured(const std::vector<std::string>& argv,
 int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* output);
 
 std::string ReadFile(const std::string& path);
+// A plain HTTP GET on 127.0.0.1:port (the metrics listener: localhost-only, no TLS); returns
+// the status (0 when nothing answered) and the body.
+std::pair<int, std::string> HttpGet(int port, const std::string& path);
 // One field of /proc/PID/status ("CapEff", "Seccomp", ...), "" if absent.
 std::string ProcStatusField(pid_t pid, const std::string& field);
 
