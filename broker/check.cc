@@ -20,6 +20,7 @@
 
 #include "broker/capabilities.h"
 #include "broker/key_cache.h"
+#include "broker/listen_socket.h"
 #include "broker/token_manager.h"
 #include "broker/vault_http.h"
 #include "shared/listen_address.h"
@@ -322,40 +323,6 @@ bool CheckFiles(const BrokerConfig& config, const std::vector<FileToRead>& files
 
 // --- socket directory and metrics address -----------------------------------------------------
 
-// Stands in for broker/listen_socket.h's CheckSocketDirectory (issue 13) until it is in main:
-// the same rule. Root never operates in a directory an unprivileged uid can write: the directory
-// is a real directory owned by root (or by the uid running the broker when it is not root), not
-// writable by group or other; every ancestor likewise, unless it has the sticky bit (/tmp).
-std::string CheckSocketDirectory(const std::string& dir) {
-  const uid_t self = geteuid();
-  auto owner_ok = [&](uid_t u) { return u == 0 || u == self; };
-  struct stat st;
-  if (lstat(dir.c_str(), &st) != 0) return dir + ": " + strerror(errno);
-  if (!S_ISDIR(st.st_mode)) return dir + " is not a directory (a symlink is refused too)";
-  if (!owner_ok(st.st_uid)) {
-    return dir + " belongs to uid " + std::to_string(st.st_uid) + ", not root";
-  }
-  if (st.st_mode & 022) {
-    return dir + " has mode " + Mode(st.st_mode) + ": group or other may write it";
-  }
-  char* real = realpath(dir.c_str(), nullptr);
-  if (real == nullptr) return dir + ": " + strerror(errno);
-  std::string path = real;
-  free(real);
-  while (path != "/") {
-    path = Dirname(path);
-    if (stat(path.c_str(), &st) != 0) return path + ": " + strerror(errno);
-    if (!owner_ok(st.st_uid)) {
-      return "ancestor " + path + " belongs to uid " + std::to_string(st.st_uid) + ", not root";
-    }
-    if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
-      return "ancestor " + path + " has mode " + Mode(st.st_mode) +
-             ": group or other may write it (and it has no sticky bit)";
-    }
-  }
-  return "";
-}
-
 void CheckSocket(const BrokerConfig& config, Report* report) {
   if (config.abstract_socket) {
     report->Line(Verdict::kPass, "socket",
@@ -366,9 +333,17 @@ void CheckSocket(const BrokerConfig& config, Report* report) {
   const std::string dir = Dirname(sock);
   const bool root = geteuid() == 0;
   struct stat st;
-  if (lstat(dir.c_str(), &st) != 0 && errno == ENOENT) {
+  const bool exists = lstat(dir.c_str(), &st) == 0;
+  if (!exists && errno == ENOENT) {
     report->Line(Verdict::kFail, "socket", "directory " + dir + " does not exist",
                  root ? "install -d -o root -g root -m 0755 " + dir : "mkdir -m 0755 " + dir);
+    return;
+  }
+  if (exists && S_ISLNK(st.st_mode)) {
+    report->Line(Verdict::kFail, "socket",
+                 "socket directory " + dir + " is a symbolic link (root does not follow it)",
+                 "point --socket into the real directory, or replace the link by one: rm " + dir +
+                     " && install -d -o root -g root -m 0755 " + dir);
     return;
   }
   std::string unsafe = CheckSocketDirectory(dir);
@@ -799,11 +774,12 @@ std::vector<std::string> ReportLogCapture::Take() {
 }
 
 int RunCheck(const BrokerConfig& config, std::ostream& out) {
-  // First, while the process has one thread: the files, as the broker user (a fork).
+  // Before anything logs (the child below included: the broker's file reader warns about
+  // shared files), so that nothing but the report reaches the terminal.
+  ReportLogCapture logs;
+  // Then, while the process has one thread: the files, as the broker user (a fork).
   const std::vector<FileToRead> files = FilesTheBrokerReads(config.vault);
   const std::vector<Opened> opened = OpenAllAsBroker(config, files);
-
-  ReportLogCapture logs;
   EnsureCurlGlobalInit();
   Report report(out, &logs);
 

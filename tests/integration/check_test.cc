@@ -384,7 +384,8 @@ TEST_F(CheckTest, SocketDirectoryMustBeSafe) {
          std::filesystem::create_directory(dir_ + "/elsewhere");
          std::filesystem::create_directory_symlink(dir_ + "/elsewhere", run);
        },
-       run, "chown root:root " + run + " && chmod 0755 " + run},
+       "socket directory " + run + " is a symbolic link",
+       "point --socket into the real directory, or replace the link by one: rm " + run},
       {[&] { std::ofstream(run + "/kms.sock") << "x"; },
        run + "/kms.sock exists and is not a socket",
        "remove " + run + "/kms.sock after checking what it is, or choose another --socket"},
