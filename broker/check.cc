@@ -408,7 +408,8 @@ void CheckMetrics(const BrokerConfig& config, Report* report) {
     report->Line(Verdict::kFail, "metrics", m + ": " + error, "correct --metrics-listen");
     return;
   }
-  int fd = BindListenAddress(addr, &error);
+  // The broker's own bind: what fails here fails its start (exit 2) the same way.
+  int fd = ListenMetrics(m, &error);
   if (fd < 0 && ServedByVaultKms(addr)) {
     // `check` may run next to this node's plugin: that is no reason to fail it.
     report->Line(Verdict::kWarn, "metrics",
@@ -420,7 +421,7 @@ void CheckMetrics(const BrokerConfig& config, Report* report) {
     return;
   }
   if (fd < 0) {
-    report->Line(Verdict::kFail, "metrics", "--metrics-listen " + m + " cannot be bound: " + error,
+    report->Line(Verdict::kFail, "metrics", "--metrics-listen: " + error,
                  "choose a free address for --metrics-listen, or stop what listens there (ss "
                  "-ltnp 'sport = :" +
                      std::to_string(addr.port) + "')");

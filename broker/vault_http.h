@@ -136,11 +136,17 @@ class VaultHttp {
   VaultReachability reachability_;  // logs "vault reachable again" after an outage
   std::atomic<int64_t> last_reprobe_ms_{0};
   std::atomic<uint64_t> connections_opened_{0};
+  bool needs_dns_ = true;
 };
 
 // The reason for a transport failure (r.transport not kOk): "vault TLS error: <why>" when the
 // TLS handshake or certificate verification failed, else "vault unreachable: <why>".
 std::string TransportFailureReason(const VaultResponse& r);
+
+// True when some --vault-addr names its host (not an IP literal), so the broker must resolve
+// names. When false, the broker's sandbox has no UDP at all (seccomp/broker_policy.h) and a
+// redirect to a host name is refused before any lookup.
+bool VaultAddrsNeedDns(const VaultConfig& config);
 
 // A delay drawn uniformly from [d/2, d]: spreads the retries of many brokers (or threads)
 // that failed at the same moment.

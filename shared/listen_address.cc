@@ -1,12 +1,6 @@
 #include "shared/listen_address.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
 
 #include "shared/flags.h"
 
@@ -71,34 +65,6 @@ bool ParseListenAddress(const std::string& text, ListenAddress* out, std::string
   out->host = host;
   out->port = static_cast<uint16_t>(n);
   return true;
-}
-
-int BindListenAddress(const ListenAddress& address, std::string* error) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(address.port);
-  int rc = getaddrinfo(address.host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0) {
-    *error = "cannot resolve " + address.host + ": " + gai_strerror(rc);
-    return -1;
-  }
-  int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
-  int err = fd < 0 ? errno : 0;
-  if (fd >= 0) {
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 16) != 0) {
-      err = errno;
-      close(fd);
-      fd = -1;
-    }
-  }
-  freeaddrinfo(res);
-  if (fd < 0) *error = strerror(err);
-  return fd;
 }
 
 }  // namespace vkms

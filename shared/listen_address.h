@@ -2,7 +2,8 @@
 // (an IPv6 address always in brackets, as in URLs) or "localhost:8080".
 //
 // Callers: the broker's flag parser (validation, so a bad address stops start-up with a line
-// naming the flag), `check` (can it be bound now?), and whatever binds the listener.
+// naming the flag before anything else happens) and `check`. ListenMetrics
+// (broker/listen_socket.h) binds what passed.
 #pragma once
 
 #include <cstdint>
@@ -17,9 +18,5 @@ struct ListenAddress {
 
 // False with a short reason (no flag name) when `text` is not host:port as described above.
 bool ParseListenAddress(const std::string& text, ListenAddress* out, std::string* error);
-
-// A listening TCP socket on `address` (SO_REUSEADDR, as HTTP servers set it, so only a socket
-// that is really in use makes it fail); -1 with a short reason ("address already in use").
-int BindListenAddress(const ListenAddress& address, std::string* error);
 
 }  // namespace vkms

@@ -421,7 +421,7 @@ TEST_F(CheckTest, MetricsAddressInUseFails) {
   auto l = Lines(c.out);
   ASSERT_GE(l.size(), 6u) << c.out;
   EXPECT_EQ(l[4],
-            "FAIL  metrics: --metrics-listen " + m + " cannot be bound: Address already in use");
+            "FAIL  metrics: --metrics-listen: cannot listen on " + m + ": Address already in use");
   EXPECT_EQ(l[5],
             "      fix: choose a free address for --metrics-listen, or stop what listens "
             "there (ss -ltnp 'sport = :" +
