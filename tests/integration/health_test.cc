@@ -3,8 +3,13 @@
 // turn in the same refresh as Status; Vault's return is logged; start-up errors stop the broker
 // with exit 2 and one line; a TLS failure is never called "unreachable". The real binaries,
 // against the simulator (or a real Vault where no fault is injected).
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <json/json.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -205,6 +210,29 @@ TEST_F(HealthTest, TlsVerificationFailureIsNeverCalledUnreachable) {
   EXPECT_EQ(HttpGet(plugin->metrics_port(), "/readyz").second, "not ready: " + h + "\n");
   plugin->Stop();
   EXPECT_EQ(plugin->Logs().find("vault unreachable: TLS"), std::string::npos) << plugin->Logs();
+}
+
+// Item 9: an IPv6 --metrics-listen, written as in URLs, is bound and served.
+TEST_F(HealthTest, Ipv6MetricsListenServes) {
+  PluginOptions o = Options();
+  o.metrics_listen = "[::1]:0";
+  auto plugin = StartPlugin(o);
+  const int port = plugin->metrics_port();
+  ASSERT_GT(port, 0) << plugin->Logs();
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in6 sa{};
+  sa.sin6_family = AF_INET6;
+  sa.sin6_port = htons(static_cast<uint16_t>(port));
+  sa.sin6_addr = in6addr_loopback;
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << strerror(errno);
+  const std::string req = "GET /readyz HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string resp;
+  char buf[1024];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) resp.append(buf, static_cast<size_t>(n));
+  close(fd);
+  EXPECT_EQ(resp.rfind("HTTP/1.1 200", 0), 0u) << resp;
+  EXPECT_EQ(resp.substr(resp.size() - 3), "ok\n") << resp;
 }
 
 class StartupTest : public ::testing::Test {

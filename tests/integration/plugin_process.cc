@@ -110,7 +110,7 @@ bool PluginProcess::Start(std::string* error) {
   std::vector<std::string> args = {
       options_.broker_path.empty() ? BuildDir() + "/vault-kms-broker" : options_.broker_path,
       "--socket=unix://" + socket_path_, "--key-refresh-interval=" + options_.key_refresh,
-      "--log-level=" + options_.log_level, "--metrics-listen=127.0.0.1:0"};
+      "--log-level=" + options_.log_level, "--metrics-listen=" + options_.metrics_listen};
   for (const auto& a : options_.vault_addrs) args.push_back("--vault-addr=" + a);
   if (!options_.ca_file.empty()) {
     std::string ca = dir_ + "/creds/ca.pem";

@@ -29,6 +29,7 @@ struct PluginOptions {
   std::string token;             // if set: --auth-method=token with a token file instead of AppRole
   bool role_id_as_flag = false;  // --approle-role-id=<id> instead of a role-id file
   std::string key_refresh = "1s";
+  std::string metrics_listen = "127.0.0.1:0";
   std::string log_level = "debug";
   std::vector<std::string> extra_flags;
   // The broker executable; empty means BuildDir()/vault-kms-broker. A copy elsewhere starts
