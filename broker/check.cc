@@ -261,6 +261,15 @@ std::vector<Opened> OpenAllAsBroker(const BrokerConfig& config,
   return out;
 }
 
+// What group or other may do with a file whose mode has bits in 077.
+std::string SharedAccess(mode_t mode) {
+  const bool read = mode & 044, write = mode & 022;
+  return read && write ? "group/other can read and write it"
+         : read        ? "group/other can read it"
+         : write       ? "group/other can write it"
+                       : "group/other have access to it";
+}
+
 std::string BrokerUser(const BrokerConfig& config) {
   return geteuid() == 0 ? "uid " + std::to_string(config.broker_user.uid) + " (--broker-user)"
                         : "uid " + std::to_string(geteuid()) + " (the broker's own)";
@@ -307,12 +316,12 @@ bool CheckFiles(const BrokerConfig& config, const std::vector<FileToRead>& files
     if (stat_ok && file.secret && (st.st_mode & 077) != 0) {
       // A secret-id or token anyone else can read is a leaked credential, not a style issue.
       const bool fatal = file.kind == FileToRead::Kind::kCredential;
-      f.Add(fatal ? Verdict::kFail : Verdict::kWarn, detail + ", group/other can read it",
+      f.Add(fatal ? Verdict::kFail : Verdict::kWarn, detail + ", " + SharedAccess(st.st_mode),
             "chmod 0400 " + file.path);
       continue;
     }
     if (stat_ok && file.what == "role-id file" && (st.st_mode & 077) != 0) {
-      f.Add(Verdict::kWarn, detail + ", group/other can read it", "chmod 0400 " + file.path);
+      f.Add(Verdict::kWarn, detail + ", " + SharedAccess(st.st_mode), "chmod 0400 " + file.path);
       continue;
     }
     f.Add(Verdict::kPass, detail);
