@@ -52,6 +52,13 @@ OTHER_TOOLS_FLAGS = {
     "from": "Containerfile COPY",
     "ignorefile": "podman build",
     "now": "systemctl enable",
+    "build-arg": "docker build",
+    "system": "adduser",
+    "group": "adduser",
+    "no-create-home": "adduser",
+    "home": "adduser",
+    "build-dir": "packaging/image/build-image.py",
+    "rootfs": "packaging/image/build-image.py",
 }
 
 
@@ -157,6 +164,35 @@ def unit_exec_start():
     exec_start = unit_service()["ExecStart"]
     assert len(exec_start) == 1, exec_start
     return shlex.split(exec_start[0])
+
+
+def env_file():
+    """deploy/vault-kms.env -> ({NAME: value} set, {NAME: value} shown commented out)."""
+    active, commented = {}, {}
+    for line in read("vault-kms.env").splitlines():
+        m = re.match(r"^(#?)([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if m:
+            target = commented if m.group(1) else active
+            assert m.group(2) not in active and m.group(2) not in commented, m.group(2)
+            target[m.group(2)] = m.group(3)
+        else:
+            assert not line or line.startswith("# ") or line == "#", f"not a comment: {line!r}"
+    return active, commented
+
+
+def broker_env_names():
+    """{variable: flag} the broker reads: VAULT_KMS_<FLAG> for every flag, and the standard
+    names `--help` shows in [$NAME]."""
+    out = subprocess.run([ARGS.broker, "--help"], capture_output=True, text=True, timeout=20,
+                         env={}, check=True).stdout
+    names = {}
+    for flag, rest in re.findall(r"^\s+--([a-z0-9][a-z0-9-]*)\S*\s+(.*)$", out, re.M):
+        if flag in ("help", "version"):
+            continue
+        names["VAULT_KMS_" + flag.upper().replace("-", "_")] = flag
+        for var in re.findall(r"\$([A-Z][A-Z0-9_]*)", rest):
+            names[var] = flag
+    return names
 
 
 def yaml_blocks_in_markdown(text):
@@ -484,10 +520,36 @@ class SystemdUnit(unittest.TestCase):
         pod_caps = set(pod_container(static_pod())["securityContext"]["capabilities"]["add"])
         self.assertEqual(unit_caps, pod_caps)
 
-    def test_same_broker_command_as_the_pod(self):
+    def test_same_broker_settings_as_the_pod(self):
+        # ExecStart's flags and the environment file (set or shown as the default) together
+        # configure the broker as the Pod does; only the users differ: named system users from
+        # the Debian package instead of the image's 65532/65533.
         argv = unit_exec_start()
         self.assertEqual(argv[0], "/usr/local/bin/vault-kms-broker")
-        self.assertEqual(parse_flags(argv[1:]), pod_broker_flags(static_pod()))
+        flags = parse_flags(argv[1:])
+        names = broker_env_names()
+        active, commented = env_file()
+        from_env = {names[v]: value for v, value in {**commented, **active}.items()}
+        for name in flags:
+            self.assertNotIn(name, {names[v] for v in active}, f"--{name} set twice")
+        unit = {**from_env, **flags}
+        pod = pod_broker_flags(static_pod())
+        for name, value in pod.items():
+            with self.subTest(flag=name):
+                self.assertEqual(unit.get(name), value)
+        extra = {names[v] for v in active} - set(pod) - set(flags)
+        self.assertEqual(extra, {"broker-user", "frontend-user"})
+        self.assertEqual(active["VAULT_KMS_BROKER_USER"], "vault-kms")
+        self.assertEqual(active["VAULT_KMS_FRONTEND_USER"], "vault-kms-frontend")
+
+    def test_settings_from_the_environment_file(self):
+        self.assertEqual(self.one("Type"), "notify")
+        self.assertEqual(self.one("NotifyAccess"), "main")
+        self.assertEqual(self.one("EnvironmentFile"), "/etc/vault-kms/vault-kms.env",
+                         'no "-": the service must not start without its settings')
+        # What belongs to the unit stays on ExecStart (it wins over the file).
+        self.assertEqual(sorted(parse_flags(unit_exec_start()[1:])),
+                         ["allowed-peer-uids", "socket", "socket-group"])
 
     def test_socket_directory_is_writable_and_kept(self):
         sock_dir = os.path.dirname(socket_path_of(pod_broker_flags(static_pod())["socket"]))
@@ -496,6 +558,54 @@ class SystemdUnit(unittest.TestCase):
         self.assertEqual(self.one("RuntimeDirectoryPreserve"), "yes",
                          "kube-apiserver bind-mounts the directory: it must survive restarts")
         self.assertTrue(any(same_run_path(sock_dir, p) for p in self.one("ReadWritePaths").split()))
+
+
+class EnvFile(unittest.TestCase):
+    """deploy/vault-kms.env, the unit's EnvironmentFile= template."""
+
+    def test_every_variable_is_one_the_broker_reads(self):
+        names = broker_env_names()
+        active, commented = env_file()
+        for var in list(active) + list(commented):
+            with self.subTest(variable=var):
+                self.assertIn(var, names)
+        # The Vault CLI's name where the broker has one, else VAULT_KMS_<FLAG>: one per flag.
+        flags = [names[v] for v in list(active) + list(commented)]
+        self.assertEqual(len(flags), len(set(flags)), "a flag given by two variables")
+        standard = {f: v for v, f in names.items() if not v.startswith("VAULT_KMS_")}
+        for var in list(active) + list(commented):
+            if names[var] in standard:
+                self.assertEqual(var, standard[names[var]])
+
+    def test_required_settings_are_there(self):
+        active, commented = env_file()
+        self.assertIn("VAULT_ADDR", commented, "explained, with an example, left to set")
+        self.assertNotIn("VAULT_ADDR", active, "no placeholder address that would be used")
+        for var in ("VAULT_KMS_APPROLE_ROLE_ID_FILE", "VAULT_KMS_APPROLE_SECRET_ID_FILE"):
+            self.assertTrue(active[var].startswith("/etc/vault-kms/"))
+        text = read("vault-kms.env")
+        self.assertIn("Required", text)
+
+    def test_no_secret_values(self):
+        active, commented = env_file()
+        for var in ("VAULT_TOKEN", "VAULT_KMS_APPROLE_ROLE_ID", "VAULT_KMS_APPROLE_SECRET_ID"):
+            self.assertNotIn(var, active)
+            self.assertNotIn(var, commented)
+
+    def test_commented_defaults_are_the_defaults(self):
+        out = subprocess.run([ARGS.broker, "--help"], capture_output=True, text=True,
+                             timeout=20, env={}, check=True).stdout
+        defaults = dict(re.findall(r"^\s+--([a-z0-9-]+)=VALUE.*\(default ([^)\s]+)\)\s*$", out,
+                                   re.M))
+        names = broker_env_names()
+        _, commented = env_file()
+        checked = 0
+        for var, value in commented.items():
+            if names[var] in defaults:
+                checked += 1
+                with self.subTest(variable=var):
+                    self.assertEqual(value, defaults[names[var]])
+        self.assertGreaterEqual(checked, 5)
 
 
 class SystemdAnalyze(unittest.TestCase):
