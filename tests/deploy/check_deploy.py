@@ -53,6 +53,7 @@ OTHER_TOOLS_FLAGS = {
     "ignorefile": "podman build",
     "now": "systemctl enable",
     "build-arg": "docker build",
+    "build": "cmake",
     "system": "adduser",
     "group": "adduser",
     "no-create-home": "adduser",
@@ -651,95 +652,198 @@ class Containerfile(unittest.TestCase):
 
     def test_two_stages(self):
         self.assertEqual(len(self.stages), 2)
-        self.assertRegex(self.stages[0].splitlines()[0], r"^debian:bookworm\s+AS\s+build\s*$")
-        self.assertEqual(self.stages[1].splitlines()[0].strip(), "debian:bookworm-slim")
-        self.assertRegex(self.stages[0], r"\bmake build\b")
+        base = re.search(r"^ARG DEBIAN=(\S+)$", self.text, re.M)
+        self.assertTrue(base, "the build stage's base image is an ARG, to pin it by digest")
+        self.assertEqual(base.group(1), "docker.io/library/debian:bookworm")
+        self.assertRegex(self.stages[0].splitlines()[0], r"^\$\{DEBIAN\}\s+AS\s+build\s*$")
+        self.assertIn("@sha256:", self.text, "the header shows how to pin by digest")
+        self.assertEqual(self.stages[1].splitlines()[0].strip(), "scratch")
+
+    def test_build_stage_builds_the_product_only(self):
+        build = self.stages[0]
+        self.assertIn("-DVKMS_BUILD_TESTS=OFF", build)
+        self.assertIn("-DCMAKE_BUILD_TYPE=Release", build)
+        self.assertNotRegex(build, r"\bmake (build|deps|test)\b", "make deps installs the tests' "
+                                                                "dependencies")
+        # The root filesystem of `make image`, from the same script.
+        self.assertRegex(build, r"packaging/image/build-image\.py --build-dir /build "
+                                r"--rootfs /rootfs")
 
     def test_final_stage(self):
         final = self.stages[1]
-        copy = re.search(r"^COPY --from=build (.*)$", final, re.M)
-        self.assertTrue(copy)
-        parts = copy.group(1).split()
-        self.assertEqual(parts[-1], "/usr/local/bin/")
-        self.assertEqual(sorted(os.path.basename(p) for p in parts[:-1]),
-                         ["vault-kms-broker", "vault-kms-frontend"],
-                         "both binaries side by side: the broker starts the frontend next to it")
-        self.assertRegex(final, re.compile(r"^USER root\s*$", re.M))
-        user_comment = final.split("USER root")[0].rsplit("\n\n", 1)[-1]
-        self.assertIn("65532", user_comment, "USER root says why")
+        self.assertRegex(final, re.compile(r"^COPY --from=build /rootfs/ /\s*$", re.M))
+        self.assertEqual(re.findall(r"^(RUN|COPY|ADD)\b", final, re.M), ["COPY"],
+                         "nothing but the root filesystem (no shell to RUN anything with)")
+        self.assertRegex(final, re.compile(r"^USER 0:0\s*$", re.M))
+        user_comment = final.split("USER 0:0")[0].rsplit("\n\n", 1)[-1]
+        self.assertIn("65532", user_comment, "USER 0:0 says why")
         self.assertIsNone(re.search(r"\b(useradd|adduser|groupadd|addgroup)\b", final))
-        self.assertIn("--no-install-recommends", final)
         version = subprocess.run([ARGS.broker, "--version"], capture_output=True, text=True,
                                  timeout=20, env={}, check=True).stdout.split()[-1]
         self.assertIn(f'org.opencontainers.image.version="{version}"', final)
         self.assertIn("org.opencontainers.image.title=", final)
+        self.assertIn("localhost/vault-kms:" + version, self.text, "the reference make image "
+                                                                  "gives")
 
 
 def containerfile_packages():
-    final = re.split(r"^FROM\s+", read("Containerfile"), flags=re.M)[-1]
-    m = re.search(r"apt-get install -y --no-install-recommends((?:\s*\\\n\s*[a-z0-9.+-]+)+)", final)
-    assert m, "apt-get install line of the final stage"
-    return set(re.findall(r"[a-z0-9][a-z0-9.+-]+", m.group(1)))
+    build = re.split(r"^FROM\s+", read("Containerfile"), flags=re.M)[1]
+    m = re.search(r"apt-get install -y --no-install-recommends((?:\s*\\\n\s*[a-z0-9.+-]+)+)", build)
+    assert m, "apt-get install line of the build stage"
+    return re.findall(r"[a-z0-9][a-z0-9.+-]+", m.group(1))
 
 
-class ContainerfileLibraries(unittest.TestCase):
-    """Needs readelf, ldconfig and dpkg (Debian); skipped elsewhere."""
+def makefile_packages():
+    with open(os.path.join(ARGS.source_dir, "Makefile"), encoding="utf-8") as f:
+        m = re.search(r"^DEB_PACKAGES :=((?:.*\\\n)*.*)$", f.read(), re.M)
+    return set(re.findall(r"[a-z0-9][a-z0-9.+-]+", m.group(1).replace("\\\n", " ")))
 
-    # Sanitizer builds link these; the image is built from a Release build.
-    SANITIZER_RUNTIMES = re.compile(r"^lib(asan|ubsan|lsan|tsan)[0-9]*$")
+
+def installed_packages():
+    """{package: (essential or required, [[alternative, ...] for each dependency])}, and
+    {virtual package: [providers]}, of what dpkg has installed here."""
+    fields = "${Package}\\t${db:Status-Abbrev}\\t${Essential}\\t${Priority}\\t${Provides}\\t" \
+             "${Depends}, ${Pre-Depends}\\n"
+    out = subprocess.run(["dpkg-query", "-W", "-f=" + fields], capture_output=True, text=True,
+                         check=True).stdout
+    packages, provides = {}, {}
+    for line in out.splitlines():
+        name, status, essential, priority, prov, deps = line.split("\t")
+        if not status.startswith("ii"):
+            continue
+        groups = []
+        for group in deps.split(","):
+            alts = [re.match(r"\s*([a-z0-9.+-]+)", a).group(1) for a in group.split("|")
+                    if a.strip()]
+            if alts:
+                groups.append(alts)
+        packages[name] = (essential == "yes" or priority == "required", groups)
+        for p in prov.split(","):
+            if p.strip():
+                provides.setdefault(re.match(r"\s*([a-z0-9.+-]+)", p).group(1), []).append(name)
+    return packages, provides
+
+
+def dependency_closure(roots):
+    """The roots, what a base Debian image holds (Essential and Priority: required) and every
+    package they depend on (the first installed alternative of each), as apt would install."""
+    packages, provides = installed_packages()
+    todo = list(roots) + [p for p, (base, _) in packages.items() if base]
+    closure = set()
+    while todo:
+        p = todo.pop()
+        if p in closure:
+            continue
+        closure.add(p)
+        for alts in packages.get(p, (False, []))[1]:
+            choice = next((a for a in alts if a in packages), None) or next(
+                (prov[0] for a in alts for prov in [provides.get(a, [])] if prov), None)
+            if choice:
+                todo.append(choice)
+    return closure
+
+
+class ContainerfileBuildDeps(unittest.TestCase):
+    """The build stage installs what building the product reads, and nothing for the tests: every
+    header the product's objects were compiled from (their .o.d files), every library its two
+    binaries were linked with (link.txt) and the code generators belong to a package of that list
+    or one it pulls in. Needs a Release build tree and dpkg; skipped elsewhere."""
+
+    TEST_ONLY = {"libgtest-dev", "libgmock-dev", "googletest", "libcpp-httplib-dev", "clang",
+                 "clang-format", "libclang-rt-14-dev", "python3-yaml", "curl", "openssl"}
+    PRODUCT_DIRS = ("proto", "shared", "seccomp", "broker", "frontend")
 
     def setUp(self):
-        self.ldconfig = shutil.which("ldconfig") or next(
-            (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
-        for tool, found in (("readelf", shutil.which("readelf")), ("ldconfig", self.ldconfig),
-                            ("dpkg-query", shutil.which("dpkg-query"))):
-            if not found:
-                self.skipTest(f"{tool} is not installed")
+        self.build_dir = os.path.dirname(ARGS.broker)
+        if not shutil.which("dpkg-query"):
+            self.skipTest("dpkg-query is not installed")
+        if not glob.glob(os.path.join(self.build_dir, "broker", "CMakeFiles", "*", "*.o.d")):
+            self.skipTest("no compiler dependency files in " + self.build_dir)
 
-    def needed_packages(self):
-        cache = subprocess.run([self.ldconfig, "-p"], capture_output=True, text=True,
-                               check=True).stdout
-        paths = {}
-        for line in cache.splitlines():
-            m = re.match(r"\s+(\S+) \((libc6,x86-64|libc6,AArch64|libc6)[^)]*\) => (\S+)", line)
-            if m:
-                paths.setdefault(m.group(1), m.group(3))
-        needed = {}  # soname -> library path
-        for binary in (ARGS.broker, ARGS.frontend):
-            dyn = subprocess.run(["readelf", "-d", binary], capture_output=True, text=True,
-                                 check=True).stdout
-            for so in re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn):
-                self.assertIn(so, paths, f"{so} not in the linker cache")
-                needed[so] = paths[so]
+    def files_the_build_reads(self):
+        files = set()
+        for d in self.PRODUCT_DIRS:
+            for dep in glob.glob(os.path.join(self.build_dir, d, "CMakeFiles", "*", "*.o.d")):
+                with open(dep, encoding="utf-8") as f:
+                    text = f.read().replace("\\\n", " ")
+                for path in text.split(":", 1)[1].split():
+                    if path.startswith("/") and not path.startswith(
+                            (os.path.realpath(ARGS.source_dir), self.build_dir)):
+                        files.add(os.path.normpath(path))
+        self.assertGreater(len(files), 100, "headers from the product's depfiles")
+        for binary in ("vault-kms-broker", "vault-kms-frontend"):
+            d = os.path.join(self.build_dir, "broker" if "broker" in binary else "frontend",
+                             "CMakeFiles", binary + ".dir", "link.txt")
+            with open(d, encoding="utf-8") as f:
+                words = f.read().split()
+            files.add(words[0])  # the compiler driver
+            libdirs = [w[2:] for w in words if w.startswith("-L")] + ["/usr/lib/x86_64-linux-gnu"]
+            for w in words:
+                if w.startswith("/usr/") and ".so" in w or w.endswith(".a") and w.startswith("/"):
+                    files.add(w)
+                elif w.startswith("-l"):
+                    for libdir in libdirs:
+                        cand = os.path.join(libdir, "lib" + w[2:] + ".so")
+                        if os.path.exists(cand):
+                            files.add(cand)
+                            break
+        with open(os.path.join(self.build_dir, "CMakeCache.txt"), encoding="utf-8") as f:
+            cache = f.read()
+        for var in ("Protobuf_PROTOC_EXECUTABLE", "CMAKE_COMMAND", "PKG_CONFIG_EXECUTABLE"):
+            m = re.search(rf"^{var}:\w+=(\S+)$", cache, re.M)
+            self.assertTrue(m, var)
+            files.add(m.group(1))
+        files.add(shutil.which("grpc_cpp_plugin") or "/usr/bin/grpc_cpp_plugin")
+        return files
 
-        def variants(path):  # merged /usr: dpkg knows one of /lib/... and /usr/lib/...
-            for p in (path, os.path.realpath(path)):
-                yield p
-                yield p[4:] if p.startswith("/usr/") else "/usr" + p
+    def owners(self, files):
+        def variants(p):
+            for q in {p, os.path.realpath(p)}:
+                yield q
+                yield q[4:] if q.startswith("/usr/") else "/usr" + q
 
-        queries = sorted({v for path in needed.values() for v in variants(path)})
+        queries = sorted({v for p in files for v in variants(p)})
         out = subprocess.run(["dpkg-query", "-S"] + queries, capture_output=True,
-                             text=True).stdout  # exit 1: some variants are unknown, as expected
+                             text=True).stdout
         owner_of = {}
         for line in out.splitlines():
-            pkg, _, path = line.rpartition(": ")
-            if pkg and "," not in pkg and not pkg.startswith("diversion"):
-                owner_of[path] = pkg.split(":")[0]
-        packages = {}
-        for so, path in needed.items():
-            owner = next((owner_of[v] for v in variants(path) if v in owner_of), None)
-            self.assertIsNotNone(owner, f"no Debian package owns {path}")
-            packages.setdefault(owner, set()).add(so)
-        return {p: libs for p, libs in packages.items()
-                if not self.SANITIZER_RUNTIMES.match(p)}
+            pkgs, sep, path = line.partition(": ")
+            if sep and not pkgs.startswith("diversion"):
+                owner_of[path] = [p.strip().split(":")[0] for p in pkgs.split(",")]
+        owners = {}
+        for p in files:
+            found = next((owner_of[v] for v in variants(p) if v in owner_of), None)
+            self.assertIsNotNone(found, f"{p}: read by the build, owned by no package")
+            owners[p] = found
+        return owners
 
-    def test_runtime_packages_are_exactly_the_libraries_owners(self):
-        needed = self.needed_packages()
-        listed = containerfile_packages() - {"ca-certificates"}
-        missing = {p: sorted(needed[p]) for p in sorted(set(needed) - listed)}
-        self.assertEqual(missing, {}, "libraries the binaries load, missing from the image")
-        self.assertEqual(sorted(listed - set(needed)), [],
-                         "packages in the image no binary loads a library from")
+    def test_list_is_the_makefiles_minus_the_tests(self):
+        listed = containerfile_packages()
+        self.assertEqual(listed, sorted(listed), "sorted, one per line")
+        self.assertEqual(sorted(set(listed) & self.TEST_ONLY), [])
+        self.assertEqual(sorted(set(listed) - makefile_packages()), [],
+                         "every build dependency is in the Makefile's DEB_PACKAGES too")
+
+    def test_everything_the_build_reads_comes_from_the_list(self):
+        closure = dependency_closure(containerfile_packages())
+        missing = {}
+        for path, pkgs in self.owners(self.files_the_build_reads()).items():
+            if not set(pkgs) & closure:
+                missing.setdefault(pkgs[0], []).append(path)
+        self.assertEqual({p: sorted(v)[:3] for p, v in missing.items()}, {},
+                         "read by the product's build, not installed by the Containerfile")
+
+    def test_nothing_listed_is_unused(self):
+        # Each package listed (but the tools the image script runs) provides a file the build
+        # reads, directly or through a package it pulls in.
+        used = set()
+        for pkgs in self.owners(self.files_the_build_reads()).values():
+            used.update(pkgs)
+        base = dependency_closure([])
+        for p in set(containerfile_packages()) - {"python3", "ca-certificates", "build-essential"}:
+            with self.subTest(package=p):
+                self.assertTrue((dependency_closure([p]) - base) & used,
+                                f"{p}: nothing the build reads comes from it")
 
 
 class SetupScript(unittest.TestCase):
