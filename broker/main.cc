@@ -58,6 +58,18 @@ std::string DescribeExit(int status) {
   return "stopped with status " + std::to_string(status);
 }
 
+// After the broker left root, its socket's directory (root's alone, see listen_socket.h) is
+// not writable by it: the socket then stays until the next start removes it as stale.
+void RemoveSocket(ListenSocket* sock) {
+  // First make it refuse connections, for the frontend's copy too (it may outlive us).
+  sock->StopListening();
+  std::string why;
+  if (!sock->Remove(&why)) {
+    log::Info("socket left in place for the next start to remove",
+              {{"socket", sock->display_path()}, {"reason", why}});
+  }
+}
+
 int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess& frontend,
           int sigfd) {
   VaultBackend backend(config.vault);
@@ -139,7 +151,7 @@ int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess&
   // Wake every worker still waiting to send a reply, let them finish, and only then close
   // the fd: closed earlier, its number could be reused (by libcurl) while replies drain.
   shutdown(frontend.ipc_fd, SHUT_RDWR);
-  sock->Remove();
+  RemoveSocket(sock);
   pool.Drain();
   backend.Stop();
   close(frontend.ipc_fd);
@@ -206,16 +218,17 @@ int Main(int argc, char** argv) {
   FrontendProcess frontend;
   if (!SpawnFrontend(spec, &frontend, &error)) {
     log::Error(error);
-    sock->Remove();
+    RemoveSocket(&*sock);
     return kExitStartup;
   }
-  close(sock->fd());  // only the frontend accepts; the broker keeps the path to remove it
+  // Only the frontend accepts. The broker keeps its copy (never accepting on it) to make the
+  // socket refuse connections when it stops, whoever else still holds it.
 
   // 4-6. The broker's own lockdown, before it reads any credential.
   if (!LockDownBroker(config, root, &error)) {
     log::Error("lockdown failed: " + error);
     kill(frontend.pid, SIGKILL);
-    sock->Remove();
+    RemoveSocket(&*sock);
     return kExitStartup;
   }
 

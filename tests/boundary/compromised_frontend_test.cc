@@ -84,10 +84,6 @@ bool Alive(pid_t pid) {
   return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
 }
 
-bool SocketGone(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) != 0 && errno == ENOENT;
-}
 
 // One line of the evil frontend's result file.
 struct Event {
@@ -284,7 +280,7 @@ class CompromisedFrontendTest : public ::testing::Test {
     EXPECT_EQ(WEXITSTATUS(exit.status), kExitProtocolError) << LogTail();
     EXPECT_LT(exit.seconds, kPromptExitSeconds);
     EXPECT_NE(logs.find(kProtocolErrorLog), std::string::npos) << LogTail();
-    EXPECT_TRUE(SocketGone(plugin_->socket_path())) << "socket left behind";
+    EXPECT_TRUE(SocketReleased(plugin_->socket_path())) << "socket left behind";
     EXPECT_EQ(logs.find(kCanary), std::string::npos) << "the log echoes the frontend's bytes";
     // Nothing was in flight at the go signal, and a malformed request earns no answer.
     EXPECT_TRUE(RepliesAfterGo().empty()) << "the broker answered a malformed datagram";
@@ -296,7 +292,7 @@ class CompromisedFrontendTest : public ::testing::Test {
     int status = plugin_->Stop();
     EXPECT_TRUE(WIFEXITED(status)) << DescribeWait(status);
     EXPECT_EQ(WEXITSTATUS(status), 0) << LogTail();
-    EXPECT_TRUE(SocketGone(plugin_->socket_path()));
+    EXPECT_TRUE(SocketReleased(plugin_->socket_path()));
     EXPECT_TRUE(Saw("shutdown")) << "the frontend was never sent Shutdown";
     EXPECT_EQ(plugin_->Logs().find(kProtocolErrorLog), std::string::npos);
   }
@@ -374,7 +370,7 @@ void PrintTo(const Malformed& m, std::ostream* os) {
 class ProtocolErrorTest : public CompromisedFrontendTest,
                           public ::testing::WithParamInterface<Malformed> {};
 
-TEST_P(ProtocolErrorTest, BrokerLogsRemovesTheSocketAndExitsThree) {
+TEST_P(ProtocolErrorTest, BrokerLogsReleasesTheSocketAndExitsThree) {
   Run(GetParam().scenario, GetParam().args);
   ASSERT_TRUE(WaitForEvent("sent", seconds(10)));
   ExpectProtocolErrorExit();
@@ -411,7 +407,7 @@ TEST_F(CompromisedFrontendTest, EmptyDatagramIsAProtocolError) {
   EXPECT_TRUE(WIFEXITED(exit.status)) << DescribeWait(exit.status);
   EXPECT_EQ(WEXITSTATUS(exit.status), kExitProtocolError) << LogTail();
   EXPECT_LT(exit.seconds, kPromptExitSeconds);
-  EXPECT_TRUE(SocketGone(plugin_->socket_path()));
+  EXPECT_TRUE(SocketReleased(plugin_->socket_path()));
   EXPECT_NE(logs.find(kProtocolErrorLog), std::string::npos) << LogTail();
   EXPECT_NE(logs.find("empty frame"), std::string::npos) << LogTail();
   EXPECT_TRUE(RepliesAfterGo().empty());
@@ -431,14 +427,15 @@ TEST_F(CompromisedFrontendTest, ProtocolErrorWhileRepliesAreBackedUp) {
   EXPECT_EQ(WEXITSTATUS(exit.status), kExitProtocolError);
   EXPECT_LT(exit.seconds, kPromptExitSeconds);
   EXPECT_NE(logs.find(kProtocolErrorLog), std::string::npos);
-  EXPECT_TRUE(SocketGone(plugin_->socket_path()));
+  EXPECT_TRUE(SocketReleased(plugin_->socket_path()));
 }
 
 // A frontend that ignores the closed channel can outlive the broker: with different uids (and
 // Landlock's signal scope) the broker cannot kill it, and the kernel does not deliver the
 // parent-death signal across them either (SECURITY.md, known limits). What matters is what it
-// is left with: the socket path is gone and the broker's end of the channel is closed for good,
-// so there is nothing left to ask and no credential it ever held.
+// is left with: the socket refuses every connection (the broker shut down the listening socket
+// the frontend shares) and the broker's end of the channel is closed for good, so there is
+// nothing left to ask and no credential it ever held.
 TEST_F(CompromisedFrontendTest, FrontendLeftBehindHoldsNothing) {
   Run("garbage_then_stay");
   ASSERT_TRUE(WaitForEvent("sent", seconds(10)));
@@ -446,7 +443,7 @@ TEST_F(CompromisedFrontendTest, FrontendLeftBehindHoldsNothing) {
   ASSERT_NE(exit.status, -1) << LogTail();
   EXPECT_TRUE(WIFEXITED(exit.status));
   EXPECT_EQ(WEXITSTATUS(exit.status), kExitProtocolError);
-  EXPECT_TRUE(SocketGone(plugin_->socket_path()));
+  EXPECT_TRUE(SocketReleased(plugin_->socket_path()));
   ASSERT_TRUE(WaitForEvent("after_broker", seconds(15))) << ReadFile(result_path());
   const std::vector<Event> events = Events();
   const Event* after = Find(events, "after_broker");
@@ -467,7 +464,7 @@ TEST_F(CompromisedFrontendTest, SigtermWhileTheFrontendStopsReading) {
                              << LogTail();
   EXPECT_TRUE(WIFEXITED(exit.status)) << DescribeWait(exit.status);
   EXPECT_EQ(WEXITSTATUS(exit.status), kExitFrontendDied);
-  EXPECT_TRUE(SocketGone(plugin_->socket_path()));
+  EXPECT_TRUE(SocketReleased(plugin_->socket_path()));
 }
 
 // --- well-formed but hostile: typed answers, and the broker serves on ------------------------

@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -68,7 +71,6 @@ bool PluginProcess::Start(std::string* error) {
   std::filesystem::create_directory(dir_ + "/run");
   chmod((dir_ + "/creds").c_str(), 0755);
   chmod((dir_ + "/run").c_str(), 0755);
-  if (Root()) (void)!chown((dir_ + "/run").c_str(), kBrokerUid, kBrokerUid);
   socket_path_ = dir_ + "/run/kms.sock";
   log_path_ = dir_ + "/plugin.log";
 
@@ -293,6 +295,20 @@ std::string ProcStatusField(pid_t pid, const std::string& field) {
     }
   }
   return "";
+}
+
+bool SocketReleased(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+  if (geteuid() != 0) return false;
+  int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {};
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  int rc = connect(c, reinterpret_cast<struct sockaddr*>(&a), sizeof a);
+  int err = errno;
+  close(c);
+  return rc != 0 && err == ECONNREFUSED;
 }
 
 }  // namespace vkms::testing

@@ -3,7 +3,7 @@
 // process is stopped by pid and every file removed by Stop()/the destructor.
 //
 // When the tests run as root (CI), the credential files are owned by the broker user with
-// mode 0400 and the socket directory by the broker user, as in a real deployment; the two
+// mode 0400 and the socket directory by root (mode 0755), as in a real deployment; the two
 // processes then run as 65532 (broker) and 65533 (frontend).
 #pragma once
 
@@ -107,6 +107,11 @@ Captured RunCaptured(const std::vector<std::string>& argv,
 int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* output);
 
 std::string ReadFile(const std::string& path);
+// After the broker stopped: nobody can connect to the socket any more (ECONNREFUSED), even
+// through a frontend left behind holding it; and when the broker could write the socket's
+// directory (non-root runs) the file is gone. As root the directory is root's alone
+// (broker/listen_socket.h), so the file stays for the next start to remove.
+bool SocketReleased(const std::string& path);
 // One field of /proc/PID/status ("CapEff", "Seccomp", ...), "" if absent.
 std::string ProcStatusField(pid_t pid, const std::string& field);
 
