@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/socket.h>
@@ -184,6 +185,38 @@ bool ClearStale(int dir_fd, const std::string& name, const std::string& path, st
 }
 
 }  // namespace
+
+int ListenMetrics(const std::string& host_port, std::string* error) {
+  size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    *error = "cannot listen on " + host_port + ": expected host:port";
+    return -1;
+  }
+  std::string host = host_port.substr(0, colon), port = host_port.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  struct addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  struct addrinfo* res = nullptr;
+  int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    *error = "cannot listen on " + host_port + ": " + gai_strerror(rc);
+    return -1;
+  }
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int one = 1;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 16) != 0) {
+    *error = "cannot listen on " + host_port + ": " + strerror(errno);
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  return fd;
+}
 
 std::string CheckSocketDirectory(const std::string& dir) {
   std::string error;

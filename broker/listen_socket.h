@@ -25,6 +25,12 @@ namespace vkms::broker {
 // writable by group or other unless it has the sticky bit (like /tmp). `check` uses it too.
 std::string CheckSocketDirectory(const std::string& dir);
 
+// Binds and listens on --metrics-listen ("host:port" or "[v6]:port"; the host an IP address or
+// a name such as localhost) for the frontend to serve /metrics, /healthz and /readyz on: the
+// frontend creates no socket. Returns the listening fd (close-on-exec, non-blocking) or -1 with
+// a one-line *error naming the address (e.g. "Address already in use").
+int ListenMetrics(const std::string& host_port, std::string* error);
+
 class ListenSocket {
  public:
   // path: filesystem path, or an abstract name starting with '\0'.

@@ -38,6 +38,27 @@ const char* LevelName(google::LogSeverity s, bool verbose) {
   }
 }
 
+// One write per line, under one lock, so lines from several threads (and relayed lines) never
+// interleave.
+std::mutex g_write_mu;
+
+}  // namespace
+
+void WriteLine(std::string line) {
+  line.push_back('\n');
+  std::lock_guard<std::mutex> lock(g_write_mu);
+  const char* p = line.data();
+  size_t left = line.size();
+  while (left > 0) {
+    ssize_t n = write(STDERR_FILENO, p, left);
+    if (n <= 0) break;
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+namespace {
+
 class JsonSink : public google::LogSink {
  public:
   void send(google::LogSeverity severity, const char* /*full_filename*/,
@@ -57,21 +78,8 @@ class JsonSink : public google::LogSink {
     }
     long long ms = static_cast<long long>(time.timestamp()) * 1000 + time.usec() / 1000;
     std::string line = FormatLine(LevelName(severity, verbose), g_proc, msg, fields, ms);
-    line.push_back('\n');
-    // One write per line so lines from several threads never interleave.
-    std::lock_guard<std::mutex> lock(mu_);
-    const char* p = line.data();
-    size_t left = line.size();
-    while (left > 0) {
-      ssize_t n = write(STDERR_FILENO, p, left);
-      if (n <= 0) break;
-      p += n;
-      left -= static_cast<size_t>(n);
-    }
+    WriteLine(line);
   }
-
- private:
-  std::mutex mu_;
 };
 
 JsonSink* g_sink = nullptr;

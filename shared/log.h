@@ -24,6 +24,10 @@ void Info(std::string_view msg, const Fields& fields = {});
 void Warning(std::string_view msg, const Fields& fields = {});
 void Error(std::string_view msg, const Fields& fields = {});
 
+// Writes one already formatted line (without its newline) to stderr, never interleaved with
+// other log lines. For the broker's relay of the frontend's lines (broker/log_relay.h).
+void WriteLine(std::string line);
+
 // Renders one log line; exposed for tests.
 std::string FormatLine(std::string_view level, std::string_view proc, std::string_view msg,
                        std::string_view fields_json, long long unix_ms);

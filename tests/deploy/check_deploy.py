@@ -552,6 +552,12 @@ class SystemdUnit(unittest.TestCase):
         self.assertEqual(sorted(parse_flags(unit_exec_start()[1:])),
                          ["allowed-peer-uids", "socket", "socket-group"])
 
+    def test_socket_removed_after_the_service_stops(self):
+        # The broker cannot delete its socket once it has left root (SECURITY.md): root does,
+        # after the stop, and removes exactly the socket --socket names.
+        sock = socket_path_of(parse_flags(unit_exec_start()[1:])["socket"])
+        self.assertEqual(shlex.split(self.one("ExecStopPost")), ["/bin/rm", "-f", sock])
+
     def test_socket_directory_is_writable_and_kept(self):
         sock_dir = os.path.dirname(socket_path_of(pod_broker_flags(static_pod())["socket"]))
         self.assertEqual(self.one("RuntimeDirectory"), "kmsplugin")

@@ -1,6 +1,7 @@
 #include "tests/integration/plugin_process.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -43,6 +44,10 @@ PluginProcess::~PluginProcess() {
   if (!dir_.empty()) std::filesystem::remove_all(dir_);
 }
 
+uid_t PluginProcess::Owner() const {
+  return options_.run_as_uid != 0 ? options_.run_as_uid : kBrokerUid;
+}
+
 void PluginProcess::WriteCredential(const std::string& name, const std::string& value) {
   std::string path = dir_ + "/creds/" + name;
   std::string tmp = path + ".tmp";
@@ -51,7 +56,7 @@ void PluginProcess::WriteCredential(const std::string& name, const std::string& 
     out << value << "\n";
   }
   chmod(tmp.c_str(), 0400);
-  if (Root()) (void)!chown(tmp.c_str(), kBrokerUid, kBrokerUid);
+  if (Root()) (void)!chown(tmp.c_str(), Owner(), Owner());
   std::filesystem::rename(tmp, path);  // atomic replace, as an operator's tooling would do
 }
 
@@ -71,6 +76,10 @@ bool PluginProcess::Start(std::string* error) {
   std::filesystem::create_directory(dir_ + "/run");
   chmod((dir_ + "/creds").c_str(), 0755);
   chmod((dir_ + "/run").c_str(), 0755);
+  // A broker started as non-root creates (and removes) its socket in a directory of its own.
+  if (Root() && options_.run_as_uid != 0) {
+    (void)!chown((dir_ + "/run").c_str(), options_.run_as_uid, options_.run_as_uid);
+  }
   socket_path_ = dir_ + "/run/kms.sock";
   log_path_ = dir_ + "/plugin.log";
 
@@ -102,7 +111,19 @@ bool PluginProcess::Start(std::string* error) {
   for (const auto& f : options_.extra_flags) args.push_back(f);
 
   launched_at_ = std::chrono::steady_clock::now();
-  pid_ = SpawnLogged(args, log_path_, error);
+  if (options_.stdin_path.empty() && options_.run_as_uid == 0 && options_.env.empty()) {
+    pid_ = SpawnLogged(args, log_path_, error);
+  } else {
+    int in = open(options_.stdin_path.empty() ? "/dev/null" : options_.stdin_path.c_str(),
+                  O_RDONLY | O_CLOEXEC);
+    int logfd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    pid_ = in >= 0 && logfd >= 0 ? SpawnClean(args, logfd, logfd, false, in,
+                                              Root() ? options_.run_as_uid : 0, options_.env)
+                                 : -1;
+    if (in >= 0) close(in);
+    if (logfd >= 0) close(logfd);
+    if (pid_ < 0) *error = "cannot start the broker with stdin " + options_.stdin_path;
+  }
   if (pid_ < 0) return false;
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < until) {
@@ -218,22 +239,32 @@ std::string PluginProcess::Logs() const {
   return ReadFile(log_path_);
 }
 
-pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin) {
+pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin,
+                 int in_fd, uid_t as_uid, const std::vector<std::string>& env) {
   std::vector<std::string> copy = args;
   std::vector<char*> argv;
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_copy = env;
+  std::vector<char*> envp;
+  for (auto& e : env_copy) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(out_fd, STDOUT_FILENO);
     dup2(err_fd, STDERR_FILENO);
-    if (null_stdin) {
+    if (in_fd >= 0) {
+      dup2(in_fd, STDIN_FILENO);
+    } else if (null_stdin) {
       int devnull = open("/dev/null", O_RDONLY);
       dup2(devnull, STDIN_FILENO);
     }
+    if (as_uid != 0 && (setgroups(0, nullptr) != 0 || setresgid(as_uid, as_uid, as_uid) != 0 ||
+                        setresuid(as_uid, as_uid, as_uid) != 0)) {
+      _exit(126);
+    }
     // A clean environment: no VAULT_* from the developer's shell leaks into the test.
-    char* envp[] = {nullptr};
-    execve(argv[0], argv.data(), envp);
+    execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   return pid;

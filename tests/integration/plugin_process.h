@@ -33,6 +33,13 @@ struct PluginOptions {
   // The broker executable; empty means BuildDir()/vault-kms-broker. A copy elsewhere starts
   // whatever vault-kms-frontend sits beside it (the boundary tests put a hostile one there).
   std::string broker_path;
+  // The broker's stdin; empty means /dev/null.
+  std::string stdin_path;
+  // When the tests run as root: start the broker as this uid instead (its files and socket
+  // directory then belong to it), to test what holds in a non-root start. 0 = as the test.
+  uid_t run_as_uid = 0;
+  // The broker's environment ("NAME=value"); empty by default, so nothing leaks from the shell.
+  std::vector<std::string> env;
 };
 
 class PluginProcess {
@@ -73,6 +80,7 @@ class PluginProcess {
 
  private:
   void WriteCredential(const std::string& name, const std::string& value);
+  uid_t Owner() const;  // of the credential files: the uid the broker reads them as
 
   PluginOptions options_;
   std::string dir_, socket_path_, log_path_;
@@ -86,8 +94,10 @@ class PluginProcess {
 std::string BuildDir();
 
 // Forks and runs args[0] with args and an empty environment, stdout to out_fd and stderr to
-// err_fd, stdin from /dev/null when null_stdin. Returns the child's pid, or -1 if fork failed.
-pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin);
+// err_fd, stdin from in_fd if given, else from /dev/null when null_stdin. Returns the child's
+// pid, or -1 if fork failed.
+pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin,
+                 int in_fd = -1, uid_t as_uid = 0, const std::vector<std::string>& env = {});
 // SpawnClean with stdout and stderr both written to log_path (created or truncated) and stdin
 // from /dev/null. Returns the pid, or -1 with a short reason in *error.
 pid_t SpawnLogged(const std::vector<std::string>& args, const std::string& log_path,
