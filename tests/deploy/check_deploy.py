@@ -54,6 +54,7 @@ OTHER_TOOLS_FLAGS = {
     "now": "systemctl enable",
     "build-arg": "docker build",
     "build": "cmake",
+    "digests": "crictl images",
     "system": "adduser",
     "group": "adduser",
     "no-create-home": "adduser",
