@@ -55,8 +55,8 @@ void EventLoop::RemoveFd(FdWatch* w) {
   // The fd may already be closed (the kernel then dropped it from the set): nothing to undo.
   epoll_ctl(epfd_, EPOLL_CTL_DEL, w->fd, nullptr);
   w->removed = true;
-  w->on_ready = nullptr;
-  // Freed after the round: a later event of the same epoll_wait may still point at it.
+  // Freed after the round, callback included: a later event of the same epoll_wait may still
+  // point at it, and the callback may be the one running now (a watch removing itself).
   removed_.push_back(w);
 }
 

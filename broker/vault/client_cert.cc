@@ -3,7 +3,6 @@
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -37,11 +36,6 @@ X509Ptr ReadCertificate(const std::string& path, std::string* error) {
   // libcurl reads OpenSSL's error queue after a handshake: leave nothing of ours in it.
   ERR_clear_error();
   return cert;
-}
-
-// No terminal prompt for an encrypted key: the broker has no passphrase to give.
-int NoPassphrase(char*, int, int, void*) {
-  return -1;
 }
 
 }  // namespace
@@ -78,27 +72,6 @@ std::string ClientCertificateSummary(const std::string& path) {
   ERR_clear_error();
   return "subject " + (subject.empty() ? "(empty)" : subject) + ", valid until " +
          Rfc3339(X509_get0_notAfter(cert.get()));
-}
-
-std::string ClientKeyProblem(const std::string& cert_path, const std::string& key_path) {
-  const std::string what = "client key " + key_path;
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(key_path.c_str(), "r"), BIO_free);
-  if (!bio) {
-    const int e = errno;
-    ERR_clear_error();
-    return what + " cannot be read: " + strerror(e);
-  }
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
-      PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr), EVP_PKEY_free);
-  ERR_clear_error();
-  if (!key) return what + " holds no unencrypted PEM private key";
-  std::string error;
-  X509Ptr cert = ReadCertificate(cert_path, &error);
-  if (!cert) return "";
-  const bool matches = X509_check_private_key(cert.get(), key.get()) == 1;
-  ERR_clear_error();
-  if (!matches) return what + " is not the key of the client certificate " + cert_path;
-  return "";
 }
 
 }  // namespace vkms::broker

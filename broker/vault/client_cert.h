@@ -1,9 +1,9 @@
-// What is wrong with the TLS client certificate and key on disk, in words an operator can act
-// on. For --auth-method=cert, where that certificate is the credential: Vault's own refusal of
-// an expired certificate names neither the file nor what to do.
+// What is wrong with the TLS client certificate on disk, in words an operator can act on. For
+// --auth-method=cert, where that certificate is the credential: Vault's own refusal of an expired
+// certificate names neither the file nor what to do.
 //
-// Callers: TokenManager after a failed certificate login (loop thread), and `check`. Never
-// returns or logs anything of the key but its path.
+// Callers: TokenManager after a failed certificate login (loop thread), and `check`. Reads a
+// public file only (never the key: broker/tls_files.h matches it at start-up).
 #pragma once
 
 #include <ctime>
@@ -18,10 +18,5 @@ std::string ClientCertificateProblem(const std::string& path, std::time_t now);
 // "subject CN=kms-node-1, valid until 2026-01-31T10:00:00Z" for `check`'s report; "" when the
 // certificate cannot be read.
 std::string ClientCertificateSummary(const std::string& path);
-
-// "" when `key_path` holds an unencrypted PEM private key that belongs to the certificate at
-// `cert_path` (libcurl has no passphrase to offer either); otherwise what is wrong, naming the
-// key file. An unreadable certificate is ClientCertificateProblem's to report: "" then.
-std::string ClientKeyProblem(const std::string& cert_path, const std::string& key_path);
 
 }  // namespace vkms::broker

@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -137,11 +138,41 @@ bool TransientCurlError(CURLcode rc) {
   }
 }
 
+// Failures of TLS itself: Vault (or something) answered at that address, but the handshake or
+// the certificate check failed. A TLS alert from the server (e.g. "certificate required" when
+// Vault wants a client certificate) arrives as a send/receive error naming OpenSSL.
+bool TlsCurlError(CURLcode rc, const char* errbuf) {
+  switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+      return true;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+      // Not every error inside SSL_read is TLS's: "Connection reset by peer" is the network.
+      return errbuf != nullptr &&
+             (strstr(errbuf, "SSL routines") != nullptr || strstr(errbuf, " alert ") != nullptr);
+    default:
+      return false;
+  }
+}
+
 int64_t MicrosSince(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
 }
 
 }  // namespace
+
+std::string TransportFailureReason(const VaultResponse& r) {
+  return (r.tls_failure ? "vault TLS error: " : "vault unreachable: ") + r.error;
+}
 
 std::chrono::milliseconds Jitter(std::chrono::milliseconds d) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -416,6 +447,7 @@ struct VaultHttp::Transfer {
   Clock::time_point started;
   bool in_start = true;  // inside Start(): a result found now is delivered later
   bool finish_after_start = false;
+  bool cancelled = false;  // by Cancel(): says nothing about Vault
   int retry = 0;
   int attempts = 0;  // exchanges of the passes before this one
   // One pass over the addresses, from pass_start; `last` is the previous address's failure.
@@ -915,6 +947,7 @@ void VaultHttp::OnExchangeDone(Slot* s, int code) {
   VaultResponse& resp = t->resp;
   resp.transport = Code::kOk;
   resp.transient = false;
+  resp.tls_failure = false;
   resp.retry_after = std::chrono::seconds(static_cast<int64_t>(retry_after));
   resp.status = status;
   resp.json = Json::Value();
@@ -961,6 +994,7 @@ void VaultHttp::ExchangeFailed(Transfer* t, int code, long os_errno, const std::
                          : CurlReason(rc, os_errno, errbuf.c_str());
   resp.status = 0;
   resp.transient = !timed_out && TransientCurlError(rc);
+  resp.tls_failure = !timed_out && TlsCurlError(rc, errbuf.c_str());
   if (log::DebugEnabled()) {
     log::Debug("vault request failed",
                {{"path", t->req.path},
@@ -1109,8 +1143,10 @@ void VaultHttp::Finish(Transfer* t) {
     t->finish_after_start = true;
     return;
   }
+  const Clock::time_point now = Clock::now();
   request_metrics_.Record(t->req.path, t->resp.status,
-                          std::chrono::duration<double>(Clock::now() - t->started).count());
+                          std::chrono::duration<double>(now - t->started).count());
+  if (!t->cancelled) ObserveReachability(t->resp, now);
   // Out of the table before the callback, which may start or cancel other transfers.
   auto node = transfers_.extract(t->id);
   --in_flight_;
@@ -1130,9 +1166,34 @@ void VaultHttp::Cancel(TransferId id) {
   t->resp = VaultResponse();
   t->resp.transport = Code::kUnavailable;
   t->resp.error = "cancelled";
+  t->cancelled = true;
   t->resp.attempts = t->attempts;
   t->in_start = false;
   Finish(t);
+}
+
+void VaultHttp::ObserveReachability(const VaultResponse& resp, Clock::time_point now) {
+  // Sealed, leaderless or behind a failing gateway counts as away; the caller's own deadline
+  // says nothing about Vault.
+  const bool away = resp.transport == Code::kUnavailable ||
+                    (resp.transport == Code::kOk &&
+                     (resp.status == 502 || resp.status == 503 || resp.status == 504));
+  if (!away && resp.transport != Code::kOk) return;
+  // The reason is built only while Vault is away, never for the answers of the hot path.
+  static const std::string kNone;
+  auto back = reachability_.Observe(
+      !away,
+      !away ? kNone
+      : resp.transport == Code::kOk
+          ? "HTTP " + std::to_string(resp.status) + (resp.error.empty() ? "" : ": " + resp.error)
+          : TransportFailureReason(resp),
+      now);
+  if (back) {
+    char seconds[32];
+    snprintf(seconds, sizeof seconds, "%.3f", static_cast<double>(back->away.count()) / 1000);
+    log::Info("vault reachable again",
+              {{"away_seconds", seconds}, {"last_error", back->last_error}, {"addr", resp.addr}});
+  }
 }
 
 VaultResponse VaultHttp::Call(const VaultRequest& req) {

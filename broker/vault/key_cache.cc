@@ -8,7 +8,9 @@
 #include <set>
 
 #include "broker/vault/backend.h"
+#include "broker/vault/capabilities.h"
 #include "shared/log.h"
+#include "shared/secret.h"
 
 namespace vkms::broker {
 namespace {
@@ -201,7 +203,7 @@ void KeyCache::Stop() {
   loop_->Call([this] {
     started_ = false;
     loop_->CancelTimer(&timer_);
-    if (background_call_ != 0) tokens_->Cancel(background_call_);
+    if (refresh_call_ != 0) tokens_->Cancel(refresh_call_);
   });
 }
 
@@ -231,9 +233,8 @@ void KeyCache::RunBackground() {
   background_in_flight_ = true;
   std::chrono::milliseconds timeout = std::min(
       options_.background_timeout, std::max(config_.key_refresh_interval, options_.retry_min));
-  background_call_ = Refresh(Clock::now() + timeout, [this](const Status& s) {
+  Refresh(Clock::now() + timeout, [this](const Status& s) {
     background_in_flight_ = false;
-    background_call_ = 0;
     if (!started_) return;
     Clock::time_point next;
     if (s.ok()) {
@@ -249,49 +250,101 @@ void KeyCache::RunBackground() {
   });
 }
 
-TokenManager::CallId KeyCache::Refresh(Deadline deadline, std::function<void(const Status&)> done) {
+namespace {
+
+bool WasCancelled(const VaultResponse& r) {
+  return r.transport == Code::kUnavailable && r.error == "cancelled";
+}
+
+}  // namespace
+
+void KeyCache::Refresh(Deadline deadline, std::function<void(const Status&)> done) {
   const Clock::time_point started = Clock::now();
-  return tokens_->CallWithToken(
-      HttpMethod::kGet, config_.transit_mount + "/keys/" + config_.transit_key, "", config_.ns,
-      deadline, [this, started, done = std::move(done)](VaultResponse* r) {
-        Status s = Apply(r, started);
-        done(s);
+  const TransitNames names{config_.transit_mount, config_.transit_key};
+  refresh_call_ = tokens_->CallWithToken(
+      HttpMethod::kGet, names.KeyPath(), "", config_.ns, deadline,
+      [this, names, started, deadline, done = std::move(done)](VaultResponse* r) mutable {
+        refresh_call_ = 0;
+        auto meta = std::make_shared<KeyMetadata>();
+        Status s = ReadKey(*r, names, meta.get());
+        if (!s.ok()) return done(Apply(s, nullptr, false, started, WasCancelled(*r)));
+        // On the refresh's schedule, never on a request: may the token do everything it must?
+        auto cancelled = std::make_shared<bool>(false);
+        AsyncVaultCall call = [this, deadline, cancelled](HttpMethod method,
+                                                          const std::string& path, std::string body,
+                                                          VaultCallDone call_done) {
+          auto held = std::make_shared<std::string>(std::move(body));
+          refresh_call_ = tokens_->CallWithToken(
+              method, path, *held, config_.ns, deadline,
+              [this, held, cancelled, call_done = std::move(call_done)](VaultResponse* r) {
+                refresh_call_ = 0;
+                WipeString(held.get());
+                if (WasCancelled(*r)) *cancelled = true;
+                call_done(r);
+              });
+        };
+        const uint64_t version = meta->latest_version;
+        VerifyTokenCapabilitiesAsync(
+            names, version, std::move(call),
+            [this, meta, started, cancelled, done = std::move(done)](CapabilityVerdict v) {
+              done(Apply(v.status, meta, v.by_round_trip, started, *cancelled));
+            });
       });
 }
 
-Status KeyCache::Apply(VaultResponse* response, Clock::time_point started) {
-  const VaultResponse& r = *response;
-  const std::string name = config_.transit_mount + "/" + config_.transit_key;
-  Status s;
-  auto meta = std::make_shared<KeyMetadata>();
+Status KeyCache::ReadKey(const VaultResponse& r, const TransitNames& names,
+                         KeyMetadata* meta) const {
   if (r.transport == Code::kUnauthenticated) {
-    s = Status(Code::kUnavailable, r.error);  // already a full reason (login failure)
-  } else if (r.transport == Code::kFailedPrecondition) {
-    s = Status(Code::kFailedPrecondition, "invalid vault configuration: " + r.error);
-  } else if (r.transport != Code::kOk) {
-    s = Status(r.transport, "vault unreachable: " + r.error);
-  } else if (r.status == 404) {
-    s = Status(Code::kFailedPrecondition, "transit key " + name + " not found");
-  } else if (r.status == 403) {
-    s = Status(Code::kPermissionDenied, "permission denied reading transit key " + name);
-  } else if (r.status == 429 || r.status >= 500) {
-    s = Status(
-        Code::kUnavailable,
-        "vault unavailable: " + (r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error));
-  } else if (!r.ok()) {
-    s = Status(Code::kUnavailable,
-               "reading transit key " + name +
-                   " failed: " + (r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error));
-  } else {
-    s = ParseKeyMetadata(r.json.isObject() ? r.json["data"] : Json::Value(), config_.ns,
-                         config_.transit_mount, config_.transit_key, meta.get());
+    return Status(Code::kUnavailable, r.error);  // already a full reason (login failure)
   }
+  if (r.transport == Code::kFailedPrecondition) {
+    return Status(Code::kFailedPrecondition, "invalid vault configuration: " + r.error);
+  }
+  if (r.transport != Code::kOk) return Status(r.transport, TransportFailureReason(r));
+  if (r.status == 404 || r.status == 403) {
+    return Status(r.status == 404 ? Code::kFailedPrecondition : Code::kPermissionDenied,
+                  KeyUnreadableText(names.KeyPath(), r.status, r.error));
+  }
+  const std::string http = r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error;
+  if (r.status == 429 || r.status >= 500)
+    return Status(Code::kUnavailable, "vault unavailable: " + http);
+  if (!r.ok()) {
+    return Status(Code::kUnavailable,
+                  "reading transit key " + names.mount + "/" + names.key + " failed: " + http);
+  }
+  return ParseKeyMetadata(r.json.isObject() ? r.json["data"] : Json::Value(), config_.ns,
+                          config_.transit_mount, config_.transit_key, meta);
+}
+
+Status KeyCache::Apply(const Status& s, std::shared_ptr<const KeyMetadata> meta,
+                       bool capabilities_by_round_trip, Clock::time_point started, bool cancelled) {
+  const std::string name = config_.transit_mount + "/" + config_.transit_key;
   // A refresh cancelled by Stop() changes nothing.
-  if (!started_ && r.transport == Code::kUnavailable && r.error == "cancelled") return s;
+  if (!started_ && cancelled) return s;
   // Two refreshes may overlap (background and on demand): an older answer must not replace a
   // newer one.
   if (started < last_applied_start_) return s;
   last_applied_start_ = started;
+  if (meta) {
+    // Fresh metadata even when the token may not use it: Health reports the token's problem.
+    if (!meta_ || meta_->key_id != meta->key_id) {
+      log::Info("transit key version in use",
+                {{"key", name},
+                 {"version", std::to_string(meta->latest_version)},
+                 {"previous_version", meta_ ? std::to_string(meta_->latest_version) : "none"},
+                 {"key_id", meta->key_id}});
+    }
+    meta_ = std::move(meta);
+    last_success_ = Clock::now();
+    if (capabilities_by_round_trip && !capabilities_by_round_trip_) {
+      log::Warning(
+          "cannot verify the token's capabilities: allow update on sys/capabilities-self "
+          "(deploy/vault/kms-policy.hcl); encrypt and decrypt were verified by a round trip "
+          "instead",
+          {{"key", name}});
+    }
+    capabilities_by_round_trip_ = capabilities_by_round_trip;
+  }
   if (!s.ok()) {
     ++refreshes_failed_;
     if (last_ok_ || last_error_ != s.message()) {
@@ -302,17 +355,8 @@ Status KeyCache::Apply(VaultResponse* response, Clock::time_point started) {
     return s;
   }
   ++refreshes_ok_;
-  if (!meta_ || meta_->key_id != meta->key_id) {
-    log::Info("transit key version in use",
-              {{"key", name},
-               {"version", std::to_string(meta->latest_version)},
-               {"previous_version", meta_ ? std::to_string(meta_->latest_version) : "none"},
-               {"key_id", meta->key_id}});
-  }
-  meta_ = std::move(meta);
   last_ok_ = true;
   last_error_.clear();
-  last_success_ = Clock::now();
   return s;
 }
 

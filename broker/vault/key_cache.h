@@ -1,7 +1,9 @@
 // KeyCache: the broker's cached view of the Transit key (GET <mount>/keys/<key>), refreshed
 // in the background every key_refresh_interval and on demand, on the event loop's timer.
 // Status/Health and the pinned Encrypt version are answered from it, never from a Vault round
-// trip.
+// trip. Every refresh also verifies that the token may do all the broker needs
+// (VerifyTokenCapabilitiesAsync, in the same loop); until it may, the refresh counts as failed
+// and State().last_error names what is missing.
 //
 // Callers: VaultBackend, on the loop thread (State/Current also from other threads, through
 // the loop). Assumes the TokenManager outlives it and that the config's mount, key and
@@ -17,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "broker/vault/capabilities.h"
 #include "broker/vault/config.h"
 #include "broker/vault/token_manager.h"
 #include "shared/status.h"
@@ -59,10 +62,11 @@ class KeyCache {
   // Cancels the schedule and the background refresh in flight. Any thread.
   void Stop();
 
-  // Reads the key now and updates the cache. On failure the previous metadata is kept (and
-  // still used for Encrypt) while State() reports the failure. Loop thread only; `done` runs
-  // on the loop thread. Returns what TokenManager::Cancel takes.
-  TokenManager::CallId Refresh(Deadline deadline, std::function<void(const Status&)> done);
+  // Reads the key now, then asks what the token may do, and updates the cache. On a failed read
+  // the previous metadata is kept (and still used for Encrypt) while State() reports the
+  // failure; a token that may not do everything fails the refresh although the metadata is
+  // applied. One at a time (Stop cancels it). Loop thread only; `done` runs on the loop thread.
+  void Refresh(Deadline deadline, std::function<void(const Status&)> done);
   // Asks for an early background refresh; never waits. Rate-limited. Loop thread only.
   void RequestRefresh();
 
@@ -78,8 +82,12 @@ class KeyCache {
  private:
   void Schedule(Clock::time_point at);
   void RunBackground();
-  // Reads Vault's answer into the cache; returns the refresh's outcome.
-  Status Apply(VaultResponse* response, Clock::time_point started);
+  // Vault's answer to the key read: *meta, or why not.
+  Status ReadKey(const VaultResponse& r, const TransitNames& names, KeyMetadata* meta) const;
+  // A refresh's outcome into the cache: `meta` when the key was read (else null), `s` the
+  // refresh's status (the capability verdict after a read).
+  Status Apply(const Status& s, std::shared_ptr<const KeyMetadata> meta,
+               bool capabilities_by_round_trip, Clock::time_point started, bool cancelled);
 
   const VaultConfig config_;
   TokenManager* const tokens_;
@@ -94,7 +102,8 @@ class KeyCache {
   uint64_t refreshes_ok_ = 0, refreshes_failed_ = 0;
   bool started_ = false;
   bool background_in_flight_ = false;
-  TokenManager::CallId background_call_ = 0;
+  TokenManager::CallId refresh_call_ = 0;    // the refresh's call in flight (key or capabilities)
+  bool capabilities_by_round_trip_ = false;  // sys/capabilities-self refused (logged once)
   bool on_demand_ = false;
   Clock::time_point last_on_demand_;
   std::chrono::milliseconds backoff_{0};

@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include "broker/vault/auth_answer.h"
+#include "broker/vault/capabilities.h"
 #include "broker/vault/client_cert.h"
 #include "shared/log.h"
 
@@ -12,7 +13,7 @@ namespace {
 
 std::string TransportReason(const VaultResponse& r) {
   if (r.transport == Code::kFailedPrecondition) return "invalid vault configuration: " + r.error;
-  return "vault unreachable: " + r.error;
+  return TransportFailureReason(r);
 }
 
 Code TransportCode(const VaultResponse& r) {
@@ -366,8 +367,12 @@ void TokenManager::Renew(Deadline deadline, StatusDone done) {
         if (!r->ok() || !parsed) {
           Status s = r->transport != Code::kOk
                          ? Status(TransportCode(*r), TransportReason(*r))
-                         : Status(Code::kUnavailable, "vault token renewal failed: " +
-                                                          (r->ok() ? why : HttpReason(*r)));
+                         : Status(Code::kUnavailable,
+                                  "vault token renewal failed: " +
+                                      (r->ok() ? why
+                                       : r->status == 403
+                                           ? DeniedText("update", "auth/token/renew-self", r->error)
+                                           : HttpReason(*r)));
           ++renewals_failed_;
           last_error_ = s.message();
           Schedule(Next::kLogin, Clock::duration::zero());

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kms_v2.pb.h"
@@ -32,6 +33,7 @@ struct PluginOptions {
   bool cert_auth = false;        // --auth-method=cert: the client certificate is the credential
   bool role_id_as_flag = false;  // --approle-role-id=<id> instead of a role-id file
   std::string key_refresh = "1s";
+  std::string metrics_listen = "127.0.0.1:0";
   std::string log_level = "debug";
   std::vector<std::string> extra_flags;
   // The broker executable; empty means BuildDir()/vault-kms-broker. A copy elsewhere starts
@@ -124,6 +126,9 @@ Captured RunCaptured(const std::vector<std::string>& argv,
 int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* output);
 
 std::string ReadFile(const std::string& path);
+// A plain HTTP GET on 127.0.0.1:port (the metrics listener: localhost-only, no TLS); returns
+// the status (0 when nothing answered) and the body.
+std::pair<int, std::string> HttpGet(int port, const std::string& path);
 // After the broker stopped: nobody can connect to the socket any more (ECONNREFUSED), even
 // through a frontend left behind holding it; and when the broker could write the socket's
 // directory (non-root runs) the file is gone. As root the directory is root's alone

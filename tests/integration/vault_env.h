@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "sim_process.h"
 #include "tests/integration/plugin_process.h"
@@ -47,6 +48,12 @@ class VaultEnv {
   // The flags that select that mount and role.
   std::vector<std::string> CertAuthFlags() const;
 
+  // A policy holding `hcl` and an AppRole role with it as its only policy (plus Vault's default
+  // policy unless `no_default_policy`, as deploy/vault/setup.sh's role), both named `name`;
+  // sets the role's role-id and a fresh secret-id. Removed with the rest at the end.
+  void CreateRoleWithPolicy(const std::string& name, const std::string& hcl, bool no_default_policy,
+                            std::string* role_id, std::string* secret_id);
+
   // The flags that point the plugin at this Vault's transit mount, key and AppRole mount.
   std::vector<std::string> PluginFlags() const;
   // Everything a plugin needs to run against this Vault, with a fresh secret-id.
@@ -62,6 +69,7 @@ class VaultEnv {
   std::string cert_mount_ = "cert";
   bool cert_enabled_ = false;
   std::string policy_ = "vault-kms", role_ = "vault-kms", role_id_;
+  std::vector<std::string> extra_policies_;
 };
 
 }  // namespace vkms::testing

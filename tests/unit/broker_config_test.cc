@@ -4,6 +4,13 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "broker/effective_config.h"
+#include "test_pki.h"
+
 namespace vkms::broker {
 namespace {
 
@@ -182,14 +189,34 @@ TEST_F(BrokerConfigTest, MissingRequiredValues) {
   EXPECT_NE(msg.find("--token-file"), std::string::npos) << msg;
 }
 
-// --auth-method=cert: the client certificate is the credential, read again at every login.
-std::vector<std::string> CertBase() {
-  return {"--socket=unix:///tmp/vkms-test.sock", "--vault-addr=https://127.0.0.1:8200",
-          "--auth-method=cert", "--vault-client-cert=/etc/hostname",
-          "--vault-client-key=/etc/hostname"};
-}
+// --auth-method=cert: the client certificate is the credential, read again at every login. A
+// real certificate and key: the broker parses both at start (broker/tls_files.h).
+class CertConfigTest : public BrokerConfigTest {
+ protected:
+  void SetUp() override {
+    BrokerConfigTest::SetUp();
+    char tmpl[] = "/tmp/vkms-cert-config-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    testing::CertSpec spec;
+    spec.common_name = "kms-node";
+    const testing::Pem pem = testing::IssueOrThrow(spec);
+    cert_ = dir_ + "/tls.crt";
+    key_ = dir_ + "/tls.key";
+    std::ofstream(cert_) << pem.cert;
+    std::ofstream(key_) << pem.key;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
 
-TEST_F(BrokerConfigTest, CertAuthMethod) {
+  std::vector<std::string> CertBase() const {
+    return {"--socket=unix:///tmp/vkms-test.sock", "--vault-addr=https://127.0.0.1:8200",
+            "--auth-method=cert", "--vault-client-cert=" + cert_, "--vault-client-key=" + key_};
+  }
+
+  std::string dir_, cert_, key_;
+};
+
+TEST_F(CertConfigTest, CertAuthMethod) {
   BrokerConfig c;
   std::string msg;
   ASSERT_EQ(ParseBrokerFlags(CertBase(), &c, &msg), ParseResult::kOk) << msg;
@@ -204,18 +231,25 @@ TEST_F(BrokerConfigTest, CertAuthMethod) {
   EXPECT_EQ(d.vault.cert_auth_mount, "team/cert");
   EXPECT_EQ(d.vault.cert_auth_role, "vault-kms");
   EXPECT_STREQ(AuthMethodName(d.vault.auth_method), "cert");
+  // Logged at start like every flag.
+  log::Fields fields = EffectiveConfigFields(d);
+  std::map<std::string, std::string> logged(fields.begin(), fields.end());
+  EXPECT_EQ(logged["auth-method"], "cert");
+  EXPECT_EQ(logged["cert-auth-mount"], "team/cert");
+  EXPECT_EQ(logged["cert-auth-role"], "vault-kms");
+  EXPECT_EQ(logged["vault-client-key"], key_) << "the key's path, never its content";
 }
 
-TEST_F(BrokerConfigTest, CertAuthFlagsAreCheckedAtStart) {
+TEST_F(CertConfigTest, CertAuthFlagsAreCheckedAtStart) {
   const std::vector<BadFlag> cases = {
       // No certificate: nothing to log in with.
       {{"--socket=/tmp/a.sock", "--vault-addr=https://a:1", "--auth-method=cert"},
        "--vault-client-cert"},
       {{"--socket=/tmp/a.sock", "--vault-addr=https://a:1", "--auth-method=cert",
-        "--vault-client-cert=/etc/hostname"},
+        "--vault-client-cert=" + cert_},
        "--vault-client-key"},
       {{"--socket=/tmp/a.sock", "--vault-addr=https://a:1", "--auth-method=cert",
-        "--vault-client-cert=/nonexistent/tls.crt", "--vault-client-key=/etc/hostname"},
+        "--vault-client-cert=/nonexistent/tls.crt", "--vault-client-key=" + key_},
        "--vault-client-cert"},
       {{"--cert-auth-mount=../sys"}, "--cert-auth-mount"},
       {{"--cert-auth-role=a/b"}, "--cert-auth-role"},

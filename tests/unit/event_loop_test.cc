@@ -77,22 +77,27 @@ TEST(EventLoop, AWatchRemovedInTheSameRoundIsNotCalled) {
   int calls_a = 0, calls_b = 0;
   EventLoop::FdWatch* wa = nullptr;
   EventLoop::FdWatch* wb = nullptr;
-  // Whichever runs first removes the other (and itself): the other, though ready in the same
-  // epoll_wait, must not be called through a freed watch.
-  wa = loop.AddFd(a[0], EPOLLIN, [&](uint32_t) {
+  // Whichever runs first removes itself and then the other: the other, though ready in the
+  // same epoll_wait, must not be called through a freed watch, and the callback running when
+  // its own watch goes must still be whole (ASan: its captures stay readable to the end).
+  std::string trail;
+  wa = loop.AddFd(a[0], EPOLLIN, [&, tag = std::string("a")](uint32_t) {
     ++calls_a;
-    loop.RemoveFd(wb);
     loop.RemoveFd(wa);
+    loop.RemoveFd(wb);
+    trail += tag;
   });
-  wb = loop.AddFd(b[0], EPOLLIN, [&](uint32_t) {
+  wb = loop.AddFd(b[0], EPOLLIN, [&, tag = std::string("b")](uint32_t) {
     ++calls_b;
-    loop.RemoveFd(wa);
     loop.RemoveFd(wb);
+    loop.RemoveFd(wa);
+    trail += tag;
   });
   ASSERT_EQ(write(a[1], "x", 1), 1);
   ASSERT_EQ(write(b[1], "x", 1), 1);
   ASSERT_TRUE(loop.RunOnce(1000));
   EXPECT_EQ(calls_a + calls_b, 1);
+  EXPECT_TRUE(trail == "a" || trail == "b") << trail;
   ASSERT_TRUE(loop.RunOnce(50));  // nothing is watched any more
   EXPECT_EQ(calls_a + calls_b, 1);
   for (int fd : {a[0], a[1], b[0], b[1]}) close(fd);
