@@ -263,6 +263,15 @@ std::string PluginProcess::Logs() const {
   return ReadFile(log_path_);
 }
 
+bool PluginProcess::WaitForLog(const std::string& text, std::chrono::milliseconds timeout) const {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (Logs().find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin,
                  int in_fd, uid_t as_uid, const std::vector<std::string>& env) {
   std::vector<std::string> copy = args;

@@ -73,6 +73,9 @@ class PluginProcess {
   void WriteSecretId(const std::string& secret_id);
   int metrics_port() const;
   std::string Logs() const;  // everything both processes wrote to stdout/stderr so far
+  // Until Logs() holds `text`: the frontend's lines reach the log through the broker's relay,
+  // so they may trail what a client saw (a refused connection) by a loop turn or more.
+  bool WaitForLog(const std::string& text, std::chrono::milliseconds timeout) const;
 
   v2::StatusResponse Status();
 

@@ -270,8 +270,9 @@ TEST_F(PluginTest, PeerOutsideAllowedUidsIsRefused) {
   v2::StatusResponse st;
   grpc::Status s = kms.Status(&st, seconds(2));
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(plugin->Logs().find("refused a connection from a uid outside --allowed-peer-uids"),
-            std::string::npos);
+  EXPECT_TRUE(plugin->WaitForLog("refused a connection from a uid outside --allowed-peer-uids",
+                                 seconds(10)))
+      << plugin->Logs();
 }
 
 TEST_F(PluginTest, AllowedPeerUidIsServed) {
