@@ -1,16 +1,20 @@
 #include "tests/integration/plugin_process.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
+#include "shared/flags.h"
 #include "tests/kmsclient/kms_client.h"
 
 namespace vkms::testing {
@@ -99,8 +103,21 @@ bool PluginProcess::Start(std::string* error) {
   }
   for (const auto& f : options_.extra_flags) args.push_back(f);
 
+  std::vector<std::string> env;
+  if (options_.configure_by_environment) {
+    // --some-flag=value -> VAULT_KMS_SOME_FLAG=value; repeated flags become one list.
+    std::map<std::string, std::string> vars;
+    for (size_t i = 1; i < args.size(); ++i) {
+      size_t eq = args[i].find('=');
+      std::string& value = vars[flags::EnvName("VAULT_KMS_", args[i].substr(2, eq - 2))];
+      value += (value.empty() ? "" : ",") + args[i].substr(eq + 1);
+    }
+    for (const auto& [name, value] : vars) env.push_back(name + "=" + value);
+    args.resize(1);
+  }
+
   launched_at_ = std::chrono::steady_clock::now();
-  pid_ = SpawnLogged(args, log_path_, error);
+  pid_ = SpawnLogged(args, log_path_, error, env);
   if (pid_ < 0) return false;
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < until) {
@@ -216,11 +233,14 @@ std::string PluginProcess::Logs() const {
   return ReadFile(log_path_);
 }
 
-pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin) {
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
+pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin,
+                 const std::vector<std::string>& env) {
+  std::vector<std::string> copy = args, env_copy = env;
+  std::vector<char*> argv, envp;
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
+  for (auto& e : env_copy) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(out_fd, STDOUT_FILENO);
@@ -230,21 +250,20 @@ pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, b
       dup2(devnull, STDIN_FILENO);
     }
     // A clean environment: no VAULT_* from the developer's shell leaks into the test.
-    char* envp[] = {nullptr};
-    execve(argv[0], argv.data(), envp);
+    execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   return pid;
 }
 
 pid_t SpawnLogged(const std::vector<std::string>& args, const std::string& log_path,
-                  std::string* error) {
+                  std::string* error, const std::vector<std::string>& env) {
   int logfd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (logfd < 0) {
     *error = "cannot create the log file";
     return -1;
   }
-  pid_t pid = SpawnClean(args, logfd, logfd, true);
+  pid_t pid = SpawnClean(args, logfd, logfd, true, env);
   close(logfd);
   if (pid < 0) *error = "fork failed";
   return pid;
@@ -280,6 +299,29 @@ int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* ou
   Captured c = RunCaptured(full);
   *output = c.out + c.err;
   return WIFEXITED(c.status) ? WEXITSTATUS(c.status) : -1;
+}
+
+// A plain HTTP GET on 127.0.0.1 (the metrics listener is localhost-only, no TLS).
+std::pair<int, std::string> HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) != 0) {
+    close(fd);
+    return {0, ""};
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  (void)!write(fd, req.data(), req.size());
+  std::string resp;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
+  close(fd);
+  int status = resp.size() > 12 ? atoi(resp.c_str() + 9) : 0;
+  size_t body = resp.find("\r\n\r\n");
+  return {status, body == std::string::npos ? "" : resp.substr(body + 4)};
 }
 
 std::string ProcStatusField(pid_t pid, const std::string& field) {

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kms_v2.pb.h"
@@ -30,6 +31,9 @@ struct PluginOptions {
   std::string key_refresh = "1s";
   std::string log_level = "debug";
   std::vector<std::string> extra_flags;
+  // Every flag above becomes its VAULT_KMS_<FLAG> variable and the broker gets no argument:
+  // a start configured only by the environment, as a systemd EnvironmentFile gives it.
+  bool configure_by_environment = false;
   // The broker executable; empty means BuildDir()/vault-kms-broker. A copy elsewhere starts
   // whatever vault-kms-frontend sits beside it (the boundary tests put a hostile one there).
   std::string broker_path;
@@ -85,13 +89,15 @@ class PluginProcess {
 // The build directory (where vault-kms-broker and vaultsim live).
 std::string BuildDir();
 
-// Forks and runs args[0] with args and an empty environment, stdout to out_fd and stderr to
-// err_fd, stdin from /dev/null when null_stdin. Returns the child's pid, or -1 if fork failed.
-pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin);
+// Forks and runs args[0] with args and an environment of only `env` ("NAME=value"; none by
+// default), stdout to out_fd and stderr to err_fd, stdin from /dev/null when null_stdin.
+// Returns the child's pid, or -1 if fork failed.
+pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin,
+                 const std::vector<std::string>& env = {});
 // SpawnClean with stdout and stderr both written to log_path (created or truncated) and stdin
 // from /dev/null. Returns the pid, or -1 with a short reason in *error.
 pid_t SpawnLogged(const std::vector<std::string>& args, const std::string& log_path,
-                  std::string* error);
+                  std::string* error, const std::vector<std::string>& env = {});
 
 // What a finished child left: its wait status and what it wrote.
 struct Captured {
@@ -107,6 +113,9 @@ Captured RunCaptured(const std::vector<std::string>& argv,
 int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* output);
 
 std::string ReadFile(const std::string& path);
+// A plain HTTP GET on 127.0.0.1 (the metrics listener is localhost-only, no TLS): the status
+// code (0 if the connection failed) and the body.
+std::pair<int, std::string> HttpGet(int port, const std::string& path);
 // One field of /proc/PID/status ("CapEff", "Seccomp", ...), "" if absent.
 std::string ProcStatusField(pid_t pid, const std::string& field);
 

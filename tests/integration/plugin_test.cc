@@ -422,29 +422,6 @@ TEST_F(PluginTest, TokenNeverAppearsInAnyOutput) {
   EXPECT_EQ(plugin->Logs().find(token.substr(4, 16)), std::string::npos);
 }
 
-// A plain HTTP GET on 127.0.0.1 (the metrics listener is localhost-only, no TLS).
-std::pair<int, std::string> HttpGet(int port, const std::string& path) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in sa = {};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(port));
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) != 0) {
-    close(fd);
-    return {0, ""};
-  }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
-  std::string resp;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
-  close(fd);
-  int status = resp.size() > 12 ? atoi(resp.c_str() + 9) : 0;
-  size_t body = resp.find("\r\n\r\n");
-  return {status, body == std::string::npos ? "" : resp.substr(body + 4)};
-}
-
 TEST_F(PluginTest, HealthAndReadinessSayWhy) {
   REQUIRE_SIM();
   auto plugin = StartPlugin(Options());
