@@ -224,7 +224,7 @@ void Broker::LogRefusal(const char* op, const ipc::Request& req, const Status& r
   auto second = std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch());
   if (second.count() != refusal_second_) {
     if (refusals_suppressed_ > 0) {
-      log::Warning("more requests refused", {{"suppressed", std::to_string(refusals_suppressed_)}});
+      log::Warning("more requests refused", {{"suppressed", refusals_suppressed_}});
     }
     refusal_second_ = second.count();
     refusals_logged_ = 0;

@@ -64,8 +64,7 @@ int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess&
   backend.Start();
   WorkerPool pool(config.vault.workers, 4096);
   Broker broker(&backend, &pool, frontend.ipc_fd);
-  log::Info("broker serving",
-            {{"socket", sock->display_path()}, {"frontend_pid", std::to_string(frontend.pid)}});
+  log::Info("broker serving", {{"socket", sock->display_path()}, {"frontend_pid", frontend.pid}});
 
   bool shutting_down = false;
   bool ipc_open = true;
@@ -143,7 +142,7 @@ int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess&
   pool.Drain();
   backend.Stop();
   close(frontend.ipc_fd);
-  log::Info("broker exiting", {{"code", std::to_string(exit_code)}});
+  log::Info("broker exiting", {{"code", exit_code}});
   return exit_code;
 }
 

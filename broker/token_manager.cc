@@ -229,17 +229,15 @@ Status TokenManager::Login(Deadline deadline) {
     } else {
       ScheduleLocked(renewable_ ? Next::kRenew : Next::kLogin, at);
     }
-    log::Info("vault login succeeded", {{"method", method},
-                                        {"lease_s", std::to_string(cred.lease_s)},
-                                        {"renewable", renewable_ ? "true" : "false"}});
+    log::Info("vault login succeeded",
+              {{"method", method}, {"lease_s", cred.lease_s}, {"renewable", renewable_}});
   } else {
     ++logins_failed_;
     last_error_ = s.message();
     last_login_failure_ = Clock::now();
     FailureBackoffLocked();
-    log::Warning("vault login failed", {{"method", method},
-                                        {"error", s.message()},
-                                        {"retry_in_ms", std::to_string(backoff_.count())}});
+    log::Warning("vault login failed",
+                 {{"method", method}, {"error", s.message()}, {"retry_in_ms", backoff_.count()}});
   }
   cv_.notify_all();
   return s;
@@ -311,10 +309,10 @@ Status TokenManager::Renew(Deadline deadline) {
     // Renewing again would only shrink the lease further: log in again before it runs out.
     ScheduleLocked(Next::kLogin, at);
     log::Info("vault token renewal capped by max_ttl; will log in again before expiry",
-              {{"lease_s", std::to_string(lease)}, {"asked_s", std::to_string(increment)}});
+              {{"lease_s", lease}, {"asked_s", increment}});
   } else {
     ScheduleLocked(Next::kRenew, at);
-    log::Debug("vault token renewed", {{"lease_s", std::to_string(lease)}});
+    log::Debug("vault token renewed", {{"lease_s", lease}});
   }
   return Status::Ok();
 }

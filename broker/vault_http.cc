@@ -262,40 +262,6 @@ bool FailoverWorthy(const VaultResponse& r) {
 
 }  // namespace
 
-void AppendJsonString(std::string* out, std::string_view s) {
-  static const char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (u < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[u >> 4]);
-          out->push_back(kHex[u & 0xf]);
-        } else {
-          out->push_back(c);
-        }
-    }
-  }
-  out->push_back('"');
-}
-
 void WipeJsonString(Json::Value* v) {
   if (v == nullptr || !v->isString()) return;
   const char* begin = nullptr;
@@ -639,10 +605,10 @@ VaultResponse VaultHttp::TryEndpoint(const VaultRequest& req, const Endpoint& ba
                              : CurlReason(ex.rc, ex.os_errno, ex.errbuf);
       resp.status = 0;
       resp.transient = !timed_out && TransientCurlError(ex.rc);
-      log::Debug("vault request failed", {{"path", req.path},
-                                          {"addr", ep.addr},
-                                          {"error", resp.error},
-                                          {"ms", std::to_string(ms)}});
+      log::Debug("vault request failed", [&] {
+        return log::Fields{
+            {"path", req.path}, {"addr", ep.addr}, {"error", resp.error}, {"ms", ms}};
+      });
       return resp;
     }
 
@@ -671,10 +637,9 @@ VaultResponse VaultHttp::TryEndpoint(const VaultRequest& req, const Endpoint& ba
     if (ex.status >= 400) {
       resp.error = SafeVaultErrors(resp.json);
     }
-    log::Debug("vault request", {{"path", req.path},
-                                 {"addr", ep.addr},
-                                 {"status", std::to_string(ex.status)},
-                                 {"ms", std::to_string(ms)}});
+    log::Debug("vault request", [&] {
+      return log::Fields{{"path", req.path}, {"addr", ep.addr}, {"status", ex.status}, {"ms", ms}};
+    });
 
     if (ex.status != 307 && ex.status != 308) return resp;
 
@@ -799,10 +764,12 @@ VaultResponse VaultHttp::CallUntimed(const VaultRequest& req) {
     if (resp.status == 429 && resp.retry_after.count() > 0) delay = resp.retry_after;
     if (Clock::now() + delay >= req.deadline) return resp;
     if (req.cancel != nullptr && req.cancel->load()) return resp;
-    log::Debug("retrying vault request", {{"path", req.path},
-                                          {"status", std::to_string(resp.status)},
-                                          {"error", resp.error},
-                                          {"delay_ms", std::to_string(delay.count())}});
+    log::Debug("retrying vault request", [&] {
+      return log::Fields{{"path", req.path},
+                         {"status", resp.status},
+                         {"error", resp.error},
+                         {"delay_ms", delay.count()}};
+    });
     // Sleep in slices so a cancelled background call does not hold up Stop().
     for (Clock::time_point until = Clock::now() + delay; Clock::now() < until;) {
       if (req.cancel != nullptr && req.cancel->load()) return resp;

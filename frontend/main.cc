@@ -155,7 +155,7 @@ int Main(int argc, char** argv) {
       },
       // Process-directed, so the main loop's signalfd sees it like an operator's SIGTERM.
       [] { kill(getpid(), SIGTERM); });
-  log::Info("frontend serving", {{"metrics_port", std::to_string(http->port())},
+  log::Info("frontend serving", {{"metrics_port", http->port()},
                                  {"allowed_peer_uids", p.GetOr("allowed-peer-uids", "any")}});
 
   for (;;) {
@@ -183,13 +183,12 @@ int Main(int argc, char** argv) {
       continue;
     }
     if (!allowed.empty() && allowed.count(cred.uid) == 0) {
-      log::Warning(
-          "refused a connection from a uid outside --allowed-peer-uids",
-          {{"peer_uid", std::to_string(cred.uid)}, {"peer_pid", std::to_string(cred.pid)}});
+      log::Warning("refused a connection from a uid outside --allowed-peer-uids",
+                   {{"peer_uid", cred.uid}, {"peer_pid", cred.pid}});
       close(fd);
       continue;
     }
-    log::Debug("accepted a connection", {{"peer_uid", std::to_string(cred.uid)}});
+    log::Debug("accepted a connection", {{"peer_uid", cred.uid}});
     grpc::AddInsecureChannelFromFd(server.get(), fd);
   }
 

@@ -223,7 +223,7 @@ pid_t PluginProcess::FrontendPid() const {
 
 int PluginProcess::metrics_port() const {
   const std::string logs = Logs();
-  const std::string key = "\"metrics_port\":\"";
+  const std::string key = "\"metrics_port\":";
   size_t pos = logs.find(key);
   if (pos == std::string::npos) return 0;
   return std::atoi(logs.c_str() + pos + key.size());
