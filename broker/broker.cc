@@ -206,16 +206,26 @@ void Broker::Finish(const Entry& entry, const ipc::Request& req, Clock::time_poi
   // Plaintext was needed only for the send; don't leave it in freed heap memory.
   if (reply->has_decrypt()) WipeString(reply->mutable_decrypt()->mutable_plaintext());
   if (entry.op == ipc::Request::kStatus || entry.op == ipc::Request::kStats) return;
+  // The one line per Encrypt and Decrypt (the apiserver caches its DEK seeds, so they are
+  // rare), written here because the broker knows how each ended at Vault: the frontend logs
+  // only what fails before or outside the broker (proto/broker.proto, Error).
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
   Code code = reply->has_error() ? static_cast<Code>(reply->error().code()) : Code::kOk;
-  log::Fields fields = {{"op", entry.name},
-                        {"uid", validate::LoggableUid(req.uid())},
-                        {"code", CodeName(code)},
-                        {"duration_us", std::to_string(us)}};
+  auto fields = [&] {
+    log::Fields f = {{"op", entry.name}, {"uid", validate::LoggableUid(req.uid())}};
+    // The version in Vault's "vault:vN:" prefix: of the ciphertext made, or the one decrypted.
+    const std::string& ct = entry.op == ipc::Request::kEncrypt ? reply->encrypt().ciphertext()
+                                                               : req.decrypt().ciphertext();
+    uint64_t version = 0;
+    if (validate::VaultCiphertext(ct, &version).ok()) f.emplace_back("key_version", version);
+    f.emplace_back("code", CodeName(code));
+    f.emplace_back("duration_us", us);
+    if (code != Code::kOk) f.emplace_back("error", reply->error().message());
+    return f;
+  };
   if (code == Code::kOk) {
-    log::Debug("request done", fields);
+    log::Info("request done", fields);
   } else {
-    fields.emplace_back("error", reply->error().message());
     log::Warning("request failed", fields);
   }
 }

@@ -39,16 +39,28 @@ grpc::Status KmsService::Finish(const char* rpc, const std::string& uid, Clock::
   double secs = std::chrono::duration<double>(elapsed).count();
   duration_->Add({{"rpc_method", rpc}, {"rpc_grpc_status_code", CodeName(status.code())}}, kBuckets)
       .Observe(secs);
-  log::Fields fields = {{"rpc", rpc},
-                        {"uid", validate::LoggableUid(uid)},
-                        {"code", CodeName(status.code())},
-                        {"duration_us", std::to_string(static_cast<long long>(secs * 1e6))}};
+  auto fields = [&] {
+    log::Fields f = {
+        {"rpc", rpc},
+        {"uid", validate::LoggableUid(uid)},
+        {"code", CodeName(status.code())},
+        {"duration_us", std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count()}};
+    if (!status.ok()) f.emplace_back("error", status.message());
+    return f;
+  };
+  // The broker writes the line for every Encrypt and Decrypt it answers, with its cause when it
+  // failed; here only what failed before or outside it (an invalid request, the broker
+  // unreachable, the caller's deadline) is worth a warning. Status is debug: the apiserver
+  // polls it.
   if (status.ok()) {
     log::Debug("rpc done", fields);
     return grpc::Status::OK;
   }
-  fields.emplace_back("error", status.message());
-  log::Warning("rpc failed", fields);
+  if (status.logged()) {
+    log::Debug("rpc failed", fields);
+  } else {
+    log::Warning("rpc failed", fields);
+  }
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
 }
 

@@ -28,6 +28,54 @@ using std::chrono::seconds;
 
 class ObservabilityTest : public PluginFixture {};
 
+// Every line both processes wrote, parsed; a line that is not one JSON object fails the test.
+std::vector<Json::Value> LogLines(const std::string& logs) {
+  std::vector<Json::Value> out;
+  std::istringstream in(logs);
+  std::string line;
+  Json::CharReaderBuilder b;
+  b["failIfExtra"] = true;
+  std::unique_ptr<Json::CharReader> reader(b.newCharReader());
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    Json::Value v;
+    std::string errs;
+    EXPECT_TRUE(reader->parse(line.data(), line.data() + line.size(), &v, &errs) && v.isObject())
+        << "not a JSON object: " << line;
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::vector<Json::Value> LinesWithUid(const std::vector<Json::Value>& lines,
+                                      const std::string& uid) {
+  std::vector<Json::Value> out;
+  for (const auto& l : lines) {
+    if (l["uid"].asString() == uid) out.push_back(l);
+  }
+  return out;
+}
+
+bool AtLeast(const Json::Value& line, const std::string& level) {
+  static const std::map<std::string, int> rank = {
+      {"debug", 0}, {"info", 1}, {"warning", 2}, {"error", 3}, {"fatal", 4}};
+  auto it = rank.find(line["level"].asString());
+  return it != rank.end() && it->second >= rank.at(level);
+}
+
+// The broker logs a call after sending its reply: wait until a line carries each uid.
+std::vector<Json::Value> WaitForLines(PluginProcess* plugin, const std::vector<std::string>& uids) {
+  auto until = std::chrono::steady_clock::now() + seconds(5);
+  std::vector<Json::Value> lines;
+  for (;;) {
+    lines = LogLines(plugin->Logs());
+    size_t seen = 0;
+    for (const auto& uid : uids) seen += LinesWithUid(lines, uid).empty() ? 0 : 1;
+    if (seen == uids.size() || std::chrono::steady_clock::now() > until) return lines;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+}
+
 // The plugin configured by VAULT_KMS_* variables alone: no flag on its command line.
 TEST_F(ObservabilityTest, StartsConfiguredOnlyByTheEnvironment) {
   PluginOptions o = Options();
@@ -52,6 +100,94 @@ TEST_F(ObservabilityTest, StartsConfiguredOnlyByTheEnvironment) {
   if (environ.is_open()) {
     std::string env((std::istreambuf_iterator<char>(environ)), std::istreambuf_iterator<char>());
     EXPECT_TRUE(env.empty()) << "frontend environment: " << env;
+  }
+}
+
+// KMS v2 makes Encrypt and Decrypt rare (the apiserver caches DEK seeds), so each gets exactly
+// one info line, from the broker, with typed fields; Status, polled all the time, none.
+TEST_F(ObservabilityTest, OneInfoLinePerEncryptAndDecryptAndNoneForStatus) {
+  PluginOptions o = Options();
+  o.log_level = "info";
+  auto plugin = StartPlugin(o);
+  KmsClient kms(plugin->socket_path());
+  std::vector<std::string> encrypt_uids, decrypt_uids;
+  for (int i = 0; i < 3; ++i) {
+    v2::StatusResponse st;
+    ASSERT_TRUE(kms.Status(&st).ok());
+    v2::EncryptResponse enc;
+    encrypt_uids.push_back(RandomUid());
+    ASSERT_TRUE(kms.Encrypt(RandomBytes(32), encrypt_uids.back(), &enc).ok());
+    v2::DecryptResponse dec;
+    decrypt_uids.push_back(RandomUid());
+    ASSERT_TRUE(kms.Decrypt(enc.ciphertext(), enc.key_id(), decrypt_uids.back(), &dec).ok());
+  }
+  std::vector<std::string> uids = encrypt_uids;
+  uids.insert(uids.end(), decrypt_uids.begin(), decrypt_uids.end());
+  std::vector<Json::Value> lines = WaitForLines(plugin.get(), uids);
+
+  for (const auto& uid : uids) {
+    bool encrypt = std::find(encrypt_uids.begin(), encrypt_uids.end(), uid) != encrypt_uids.end();
+    std::vector<Json::Value> mine = LinesWithUid(lines, uid);
+    ASSERT_EQ(mine.size(), 1u) << "one line per call at info, for " << uid << "\n"
+                               << plugin->Logs();
+    const Json::Value& l = mine[0];
+    EXPECT_EQ(l["level"].asString(), "info") << l;
+    EXPECT_EQ(l["proc"].asString(), "vault-kms-broker") << l;
+    EXPECT_EQ(l["op"].asString(), encrypt ? "Encrypt" : "Decrypt") << l;
+    EXPECT_EQ(l["code"].asString(), "OK") << l;
+    ASSERT_TRUE(l["key_version"].isUInt64()) << "a JSON number: " << l;
+    EXPECT_EQ(l["key_version"].asUInt64(), 1u) << l;
+    ASSERT_TRUE(l["duration_us"].isUInt64()) << "a JSON number: " << l;
+    EXPECT_LT(l["duration_us"].asUInt64(), 3000000u) << l;
+  }
+  for (const auto& l : lines) {
+    if (!AtLeast(l, "info")) continue;
+    EXPECT_NE(l["rpc"].asString(), "Status") << l;
+    EXPECT_NE(l["op"].asString(), "Status") << l;
+    // Every number the plugin logs is a JSON number.
+    for (const char* field :
+         {"duration_us", "key_version", "metrics_port", "frontend_pid", "lease_s", "abi"}) {
+      if (l.isMember(field)) {
+        EXPECT_TRUE(l[field].isNumeric()) << field << " in " << l;
+      }
+    }
+  }
+}
+
+// A failure is logged once, by the process that knows its cause: the broker for what Vault
+// refused, the frontend for what it refused before asking the broker.
+TEST_F(ObservabilityTest, AFailureIsLoggedOnceByTheProcessThatKnowsItsCause) {
+  PluginOptions o = Options();
+  o.log_level = "info";
+  auto plugin = StartPlugin(o);
+  KmsClient kms(plugin->socket_path());
+  v2::EncryptResponse enc;
+  ASSERT_TRUE(kms.Encrypt(RandomBytes(32), RandomUid(), &enc).ok());
+
+  // Vault refuses a ciphertext whose payload was changed (the broker knows why).
+  std::string tampered = enc.ciphertext();
+  tampered[20] = tampered[20] == 'A' ? 'B' : 'A';
+  const std::string vault_refused = RandomUid();
+  v2::DecryptResponse dec;
+  EXPECT_FALSE(kms.Decrypt(tampered, enc.key_id(), vault_refused, &dec).ok());
+  // Not Vault ciphertext at all: the frontend refuses it before the broker sees it.
+  const std::string frontend_refused = RandomUid();
+  EXPECT_FALSE(kms.Decrypt("not-vault-ciphertext", enc.key_id(), frontend_refused, &dec).ok());
+
+  std::vector<Json::Value> lines = WaitForLines(plugin.get(), {vault_refused, frontend_refused});
+  std::this_thread::sleep_for(milliseconds(200));  // a second line would come right after
+  lines = LogLines(plugin->Logs());
+  struct Case {
+    std::string uid, proc;
+  };
+  for (const Case& c :
+       {Case{vault_refused, "vault-kms-broker"}, Case{frontend_refused, "vault-kms-frontend"}}) {
+    std::vector<Json::Value> mine = LinesWithUid(lines, c.uid);
+    ASSERT_EQ(mine.size(), 1u) << "one line for one failure (" << c.proc << ")\n" << plugin->Logs();
+    EXPECT_EQ(mine[0]["level"].asString(), "warning") << mine[0];
+    EXPECT_EQ(mine[0]["proc"].asString(), c.proc) << mine[0];
+    EXPECT_EQ(mine[0]["code"].asString(), "INVALID_ARGUMENT") << mine[0];
+    EXPECT_FALSE(mine[0]["error"].asString().empty()) << mine[0];
   }
 }
 
