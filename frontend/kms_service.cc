@@ -16,6 +16,12 @@ const prometheus::Histogram::BucketBoundaries kBuckets = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 
+// The labels HashiCorp documents for vault-kube-kms's rpc_server_duration_milliseconds (the
+// README maps one onto the other): the service as kube-apiserver calls it, the method, and the
+// numeric gRPC status code.
+constexpr const char* kService = "v2.KeyManagementService";
+constexpr const char* kMethodNames[] = {"Status", "Encrypt", "Decrypt"};
+
 }  // namespace
 
 Deadline DeadlineOf(const grpc::ServerContextBase* ctx, std::chrono::milliseconds cap) {
@@ -31,17 +37,34 @@ KmsService::KmsService(BrokerClient* broker, prometheus::Registry* registry)
       duration_(&prometheus::BuildHistogram()
                      .Name("rpc_server_call_duration_seconds")
                      .Help("Duration of KMS v2 gRPC calls served by the frontend")
-                     .Register(*registry)) {}
+                     .Register(*registry)) {
+  // Every method's OK series exists from the start, so rate() and alerts see a 0, not nothing.
+  for (int m = 0; m < kMethods; ++m) Duration(static_cast<Method>(m), Code::kOk);
+}
 
-grpc::Status KmsService::Finish(const char* rpc, const std::string& uid, Clock::time_point start,
+prometheus::Histogram& KmsService::Duration(Method method, Code code) {
+  size_t c = static_cast<size_t>(code);
+  if (c >= kCodes) c = static_cast<size_t>(Code::kUnknown);
+  std::atomic<prometheus::Histogram*>& slot = durations_[method][c];
+  prometheus::Histogram* h = slot.load(std::memory_order_acquire);
+  if (h == nullptr) {
+    // Two threads may both get here: Family::Add returns the same histogram for the same labels.
+    h = &duration_->Add({{"rpc_service", kService},
+                         {"rpc_method", kMethodNames[method]},
+                         {"rpc_grpc_status_code", std::to_string(c)}},
+                        kBuckets);
+    slot.store(h, std::memory_order_release);
+  }
+  return *h;
+}
+
+grpc::Status KmsService::Finish(Method method, const std::string& uid, Clock::time_point start,
                                 const vkms::Status& status) {
   auto elapsed = Clock::now() - start;
-  double secs = std::chrono::duration<double>(elapsed).count();
-  duration_->Add({{"rpc_method", rpc}, {"rpc_grpc_status_code", CodeName(status.code())}}, kBuckets)
-      .Observe(secs);
+  Duration(method, status.code()).Observe(std::chrono::duration<double>(elapsed).count());
   auto fields = [&] {
     log::Fields f = {
-        {"rpc", rpc},
+        {"rpc", kMethodNames[method]},
         {"uid", validate::LoggableUid(uid)},
         {"code", CodeName(status.code())},
         {"duration_us", std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count()}};
@@ -78,7 +101,7 @@ grpc::ServerUnaryReactor* KmsService::Status(grpc::CallbackServerContext* ctx,
                          resp->set_healthz(std::move(st->healthz));
                          resp->set_key_id(std::move(st->key_id));
                        }
-                       reactor->Finish(Finish("Status", "", start, vkms::Status::Ok()));
+                       reactor->Finish(Finish(kStatus, "", start, vkms::Status::Ok()));
                      });
   return reactor;
 }
@@ -90,7 +113,7 @@ grpc::ServerUnaryReactor* KmsService::Encrypt(grpc::CallbackServerContext* ctx,
   auto start = Clock::now();
   vkms::Status s = validate::Plaintext(req->plaintext());
   if (!s.ok()) {
-    reactor->Finish(Finish("Encrypt", req->uid(), start, s));
+    reactor->Finish(Finish(kEncrypt, req->uid(), start, s));
     return reactor;
   }
   broker_->Encrypt(
@@ -107,7 +130,7 @@ grpc::ServerUnaryReactor* KmsService::Encrypt(grpc::CallbackServerContext* ctx,
           resp->set_ciphertext(std::move(*ciphertext));
           resp->set_key_id(std::move(*key_id));
         }
-        reactor->Finish(Finish("Encrypt", req->uid(), start, s));
+        reactor->Finish(Finish(kEncrypt, req->uid(), start, s));
       });
   return reactor;
 }
@@ -126,7 +149,7 @@ grpc::ServerUnaryReactor* KmsService::Decrypt(grpc::CallbackServerContext* ctx,
     s = validate::Annotations(annotations);
   }
   if (!s.ok()) {
-    reactor->Finish(Finish("Decrypt", req->uid(), start, s));
+    reactor->Finish(Finish(kDecrypt, req->uid(), start, s));
     return reactor;
   }
   broker_->Decrypt(
@@ -134,7 +157,7 @@ grpc::ServerUnaryReactor* KmsService::Decrypt(grpc::CallbackServerContext* ctx,
       [this, reactor, req, resp, start](const vkms::Status& s, std::string* plaintext) {
         // Moved, not copied: the only other copy is wiped by BrokerClient.
         if (s.ok()) resp->set_plaintext(std::move(*plaintext));
-        reactor->Finish(Finish("Decrypt", req->uid(), start, s));
+        reactor->Finish(Finish(kDecrypt, req->uid(), start, s));
       });
   return reactor;
 }

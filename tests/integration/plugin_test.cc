@@ -470,10 +470,10 @@ TEST_F(PluginTest, MetricsCarryTheBrokersFiguresWithBoundedLabels) {
            "vault_kms_vault_request_duration_seconds_count{operation=\"encrypt\",code=\"200\"} 1\n",
            "vault_kms_vault_request_duration_seconds_count{operation=\"decrypt\",code=\"200\"} 1\n",
            "vault_kms_vault_request_duration_seconds_count{operation=\"decrypt\",code=\"400\"} 1\n",
-           "rpc_server_call_duration_seconds_count{rpc_grpc_status_code=\"OK\",rpc_method="
-           "\"Encrypt\"} 1\n",
-           "rpc_server_call_duration_seconds_count{rpc_grpc_status_code=\"INVALID_ARGUMENT\",rpc_"
-           "method=\"Decrypt\"} 1\n",
+           "rpc_server_call_duration_seconds_count{rpc_grpc_status_code=\"0\",rpc_method="
+           "\"Encrypt\",rpc_service=\"v2.KeyManagementService\"} 1\n",
+           "rpc_server_call_duration_seconds_count{rpc_grpc_status_code=\"3\",rpc_method="
+           "\"Decrypt\",rpc_service=\"v2.KeyManagementService\"} 1\n",
        }) {
     EXPECT_NE(body.find(line), std::string::npos) << "missing: " << line << body;
   }
