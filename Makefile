@@ -12,7 +12,7 @@ DEB_PACKAGES := build-essential cmake pkg-config ca-certificates openssl curl py
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev \
   libcurl4-openssl-dev libssl-dev libjsoncpp-dev libseccomp-dev libcap-ng-dev \
   libgoogle-glog-dev prometheus-cpp-dev libgtest-dev libgmock-dev libcpp-httplib-dev \
-  clang clang-format libclang-rt-14-dev python3-yaml
+  clang clang-format libclang-rt-14-dev python3-yaml prometheus
 
 .PHONY: all deps build test test-sanitize fuzz fuzz-build fuzz-smoke demo audit clean format \
   format-check soak bench
@@ -20,6 +20,9 @@ DEB_PACKAGES := build-essential cmake pkg-config ca-certificates openssl curl py
 all: build
 
 # Idempotent: installs only what is missing, runs `apt-get update` first when it must install.
+# `prometheus` is there for promtool (the tests validate /metrics and the alerting rules); on a
+# host with systemd the Prometheus server it would start is stopped and disabled when this
+# target installed it.
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -29,7 +32,12 @@ deps:
 	if [ "$$(id -u)" -ne 0 ]; then \
 	  echo "deps: not root; run as root: apt-get update && apt-get install -y$$missing" >&2; exit 1; fi; \
 	export DEBIAN_FRONTEND=noninteractive; \
-	apt-get update && apt-get install -y --no-install-recommends $$missing
+	apt-get update && apt-get install -y --no-install-recommends $$missing || exit 1; \
+	case " $$missing " in *" prometheus "*) \
+	  if [ -d /run/systemd/system ]; then \
+	    echo "deps: prometheus is installed for promtool only; stopping the server it started"; \
+	    systemctl disable --now prometheus.service || true; fi;; \
+	esac
 
 $(BUILD)/CMakeCache.txt: CMakeLists.txt
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "shared/log.h"
+#include "shared/process_metrics.h"
 #include "shared/secret.h"
 #include "shared/validate.h"
 
@@ -289,6 +290,16 @@ void Broker::HandleStats(const ipc::Request&, Deadline, ipc::Reply* reply) {
     for (uint64_t c : h.buckets) v->add_buckets(c);
     v->set_count(h.count);
     v->set_sum_seconds(h.sum_seconds);
+  }
+  process_metrics::Sample p;
+  if (process_metrics::Read(&p)) {
+    auto* out = st->mutable_process();
+    out->set_cpu_seconds(p.cpu_seconds);
+    out->set_resident_bytes(p.resident_bytes);
+    out->set_virtual_bytes(p.virtual_bytes);
+    out->set_open_fds(p.open_fds);
+    out->set_max_fds(p.max_fds);
+    out->set_start_time_seconds(p.start_time_seconds);
   }
 }
 

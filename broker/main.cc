@@ -25,6 +25,7 @@
 #include "broker/worker_pool.h"
 #include "shared/hardening.h"
 #include "shared/log.h"
+#include "shared/process_metrics.h"
 
 namespace vkms::broker {
 namespace {
@@ -209,6 +210,9 @@ int Main(int argc, char** argv) {
     return kExitStartup;
   }
   close(sock->fd());  // only the frontend accepts; the broker keeps the path to remove it
+
+  // The process_* metrics: /proc/self is opened now, since no file opens after lockdown.
+  if (!process_metrics::Open(&error)) log::Warning(error);
 
   // 4-6. The broker's own lockdown, before it reads any credential.
   if (!LockDownBroker(config, root, &error)) {

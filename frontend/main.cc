@@ -24,6 +24,7 @@
 #include "shared/hardening.h"
 #include "shared/ipc.h"
 #include "shared/log.h"
+#include "shared/process_metrics.h"
 
 namespace vkms::frontend {
 namespace {
@@ -142,6 +143,9 @@ int Main(int argc, char** argv) {
     log::Error("cannot start the gRPC server");
     return 1;
   }
+
+  // The process_* metrics: /proc/self is opened now, since no file opens after lockdown.
+  if (!process_metrics::Open(&error)) log::Warning(error);
 
   if (!LockDownFrontend(p.GetBool("dedicated-uid"), &error)) {
     log::Error("lockdown failed: " + error);

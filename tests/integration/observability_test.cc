@@ -191,5 +191,73 @@ TEST_F(ObservabilityTest, AFailureIsLoggedOnceByTheProcessThatKnowsItsCause) {
   }
 }
 
+// One sample's value: `series` is the name with its labels as the exposition prints them.
+double Sample(const std::string& exposition, const std::string& series) {
+  size_t at = exposition.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : atof(exposition.c_str() + at + series.size() + 2);
+}
+
+std::string ScrapeAfterSomeCalls(PluginProcess* plugin) {
+  KmsClient kms(plugin->socket_path());
+  v2::StatusResponse st;
+  EXPECT_TRUE(kms.Status(&st).ok());
+  v2::EncryptResponse enc;
+  EXPECT_TRUE(kms.Encrypt(RandomBytes(32), RandomUid(), &enc).ok());
+  v2::DecryptResponse dec;
+  EXPECT_TRUE(kms.Decrypt(enc.ciphertext(), enc.key_id(), RandomUid(), &dec).ok());
+  EXPECT_FALSE(kms.Decrypt("not-vault-ciphertext", enc.key_id(), RandomUid(), &dec).ok());
+  auto [status, body] = HttpGet(plugin->metrics_port(), "/metrics");
+  EXPECT_EQ(status, 200);
+  return body;
+}
+
+// promtool lints the exposition (names, units, HELP, TYPE, counters' _total): it must pass with
+// nothing to say.
+TEST_F(ObservabilityTest, MetricsPassPromtoolAndCarryBothProcesses) {
+  ASSERT_STRNE(VKMS_PROMTOOL, "") << "promtool not found: install the prometheus package";
+  auto plugin = StartPlugin(Options());
+  const std::string body = ScrapeAfterSomeCalls(plugin.get());
+
+  char path[] = "/tmp/vkms-metrics-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, body.data(), body.size()), static_cast<ssize_t>(body.size()));
+  close(fd);
+  Captured lint = RunCaptured(
+      {"/bin/sh", "-c", std::string("exec ") + VKMS_PROMTOOL + " check metrics < " + path});
+  unlink(path);
+  EXPECT_TRUE(WIFEXITED(lint.status) && WEXITSTATUS(lint.status) == 0)
+      << lint.out << lint.err << "\n"
+      << body;
+  EXPECT_EQ(lint.out + lint.err, "") << body;
+
+  // HashiCorp's labels for its plugin's rpc_server_duration_milliseconds, in seconds.
+  EXPECT_EQ(Sample(body,
+                   "rpc_server_call_duration_seconds_count{rpc_grpc_status_code=\"0\",rpc_method="
+                   "\"Encrypt\",rpc_service=\"v2.KeyManagementService\"}"),
+            1);
+  EXPECT_EQ(Sample(body,
+                   "rpc_server_call_duration_seconds_count{rpc_grpc_status_code=\"3\",rpc_method="
+                   "\"Decrypt\",rpc_service=\"v2.KeyManagementService\"}"),
+            1);
+
+  // Both processes' standard process_* figures, read after lockdown through the fds opened
+  // before it.
+  const double now = static_cast<double>(time(nullptr));
+  for (const std::string proc : {"frontend", "broker"}) {
+    SCOPED_TRACE(proc);
+    const std::string label = "{process=\"" + proc + "\"}";
+    EXPECT_GT(Sample(body, "process_resident_memory_bytes" + label), 1e6) << body;
+    EXPECT_GT(Sample(body, "process_virtual_memory_bytes" + label),
+              Sample(body, "process_resident_memory_bytes" + label));
+    EXPECT_GE(Sample(body, "process_cpu_seconds_total" + label), 0);
+    EXPECT_GE(Sample(body, "process_open_fds" + label), 4);  // stdio, and at least the socket
+    EXPECT_GT(Sample(body, "process_max_fds" + label), 4);
+    double started = Sample(body, "process_start_time_seconds" + label);
+    EXPECT_GT(started, now - 300) << "started within the test";
+    EXPECT_LE(started, now + 2);
+  }
+}
+
 }  // namespace
 }  // namespace vkms::testing
