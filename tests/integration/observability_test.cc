@@ -191,6 +191,19 @@ TEST_F(ObservabilityTest, AFailureIsLoggedOnceByTheProcessThatKnowsItsCause) {
   }
 }
 
+// The series names of a Prometheus text exposition: the name of every sample line, with the
+// histograms' _bucket, _count and _sum suffixes kept.
+std::set<std::string> SeriesNames(const std::string& exposition) {
+  std::set<std::string> names;
+  std::istringstream in(exposition);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    names.insert(line.substr(0, line.find_first_of("{ ")));
+  }
+  return names;
+}
+
 // One sample's value: `series` is the name with its labels as the exposition prints them.
 double Sample(const std::string& exposition, const std::string& series) {
   size_t at = exposition.find("\n" + series + " ");
@@ -257,6 +270,57 @@ TEST_F(ObservabilityTest, MetricsPassPromtoolAndCarryBothProcesses) {
     EXPECT_GT(started, now - 300) << "started within the test";
     EXPECT_LE(started, now + 2);
   }
+}
+
+// Every metric the alerting rules and the Grafana dashboard name is one the plugin exposes, and
+// the dashboard shows every metric family the plugin exposes.
+TEST_F(ObservabilityTest, MonitoringMatchesTheExposition) {
+  auto plugin = StartPlugin(Options());
+  const std::string body = ScrapeAfterSomeCalls(plugin.get());
+  const std::set<std::string> exposed = SeriesNames(body);
+  ASSERT_GT(exposed.size(), 10u) << body;
+
+  // Families as the exposition declares them (# TYPE name type).
+  std::set<std::string> families;
+  std::regex type_line("^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) ");
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, type_line)) families.insert(m[1]);
+  }
+
+  // Any word shaped like one of the plugin's metric names (`up` is Prometheus' own).
+  std::regex metric("\\b((?:rpc_server|vault_kms|process)_[a-z0-9_]+)");
+  auto names_in = [&](const std::string& file) {
+    std::set<std::string> names;
+    std::string text = ReadFile(std::string(VKMS_MONITORING_DIR) + "/" + file);
+    EXPECT_FALSE(text.empty()) << file;
+    for (std::sregex_iterator it(text.begin(), text.end(), metric), end; it != end; ++it) {
+      names.insert((*it)[1]);
+    }
+    return names;
+  };
+  std::set<std::string> dashboard = names_in("vault-kms-dashboard.json");
+  for (const char* file : {"vault-kms-alerts.yaml", "vault-kms-dashboard.json"}) {
+    for (const auto& name : names_in(file)) {
+      EXPECT_EQ(exposed.count(name), 1u) << file << " uses " << name << ", not exposed";
+    }
+  }
+  for (const auto& family : families) {
+    bool shown = false;
+    for (const char* suffix : {"", "_bucket", "_count", "_sum"}) {
+      shown = shown || dashboard.count(family + suffix) > 0;
+    }
+    EXPECT_TRUE(shown) << "the dashboard does not show " << family;
+  }
+
+  // The dashboard is valid JSON.
+  Json::Value dash;
+  Json::CharReaderBuilder b;
+  b["failIfExtra"] = true;
+  std::string errs, text = ReadFile(std::string(VKMS_MONITORING_DIR) + "/vault-kms-dashboard.json");
+  std::unique_ptr<Json::CharReader> reader(b.newCharReader());
+  EXPECT_TRUE(reader->parse(text.data(), text.data() + text.size(), &dash, &errs)) << errs;
 }
 
 }  // namespace
