@@ -323,5 +323,62 @@ TEST_F(ObservabilityTest, MonitoringMatchesTheExposition) {
   EXPECT_TRUE(reader->parse(text.data(), text.data() + text.size(), &dash, &errs)) << errs;
 }
 
+// The README's metric table is the reference: every family exposed is there with its type and
+// labels, and nothing else is.
+TEST_F(ObservabilityTest, ReadmeDocumentsEveryMetric) {
+  auto plugin = StartPlugin(Options());
+  const std::string body = ScrapeAfterSomeCalls(plugin.get());
+
+  std::map<std::string, std::string> types;             // family -> type
+  std::map<std::string, std::set<std::string>> labels;  // family -> label names
+  std::regex type_line("^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) ([a-z]+)");
+  std::regex label("([a-zA-Z_][a-zA-Z0-9_]*)=\"");
+  // The text format groups a family's samples under its # TYPE line.
+  std::istringstream in(body);
+  std::string family;
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, type_line)) {
+      family = m[1];
+      types[family] = m[2];
+      continue;
+    }
+    if (line.empty() || line[0] == '#') continue;
+    std::string series = line.substr(0, line.rfind(' '));
+    for (std::sregex_iterator it(series.begin(), series.end(), label), end; it != end; ++it) {
+      if ((*it)[1] != "le") labels[family].insert((*it)[1]);
+    }
+  }
+  ASSERT_GT(types.size(), 10u) << body;
+
+  std::string readme = ReadFile(VKMS_README);
+  size_t from = readme.find("\n### Metrics\n"), to = readme.find("\n### ", from + 1);
+  ASSERT_NE(from, std::string::npos);
+  std::istringstream table(readme.substr(from, to - from));
+  std::map<std::string, std::pair<std::string, std::string>> documented;  // type, labels cells
+  for (std::string line; std::getline(table, line);) {
+    if (line.rfind("| `", 0) != 0) continue;
+    std::vector<std::string> cells;
+    std::istringstream row(line.substr(1));
+    for (std::string cell; std::getline(row, cell, '|');) cells.push_back(cell);
+    if (cells.size() != 4) continue;  // the metric table has four columns, the mapping two
+    std::string name = cells[0].substr(cells[0].find('`') + 1);
+    name.resize(name.find('`'));
+    documented[name] = {cells[1], cells[2]};
+  }
+  for (const auto& [family, type] : types) {
+    SCOPED_TRACE(family);
+    ASSERT_EQ(documented.count(family), 1u) << "not in the README's metric table";
+    EXPECT_EQ(documented[family].first.find(" " + type), 0u) << documented[family].first;
+    for (const auto& l : labels[family]) {
+      EXPECT_NE(documented[family].second.find("`" + l + "`"), std::string::npos)
+          << "label " << l << " not documented";
+    }
+  }
+  for (const auto& [name, cells] : documented) {
+    EXPECT_EQ(types.count(name), 1u) << "the README documents " << name << ", not exposed";
+  }
+}
+
 }  // namespace
 }  // namespace vkms::testing
