@@ -11,7 +11,7 @@ CMAKE_ARGS ?=
 DEB_PACKAGES := build-essential cmake pkg-config ca-certificates openssl curl python3 \
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev \
   libcurl4-openssl-dev libssl-dev libjsoncpp-dev libseccomp-dev libcap-ng-dev \
-  libgoogle-glog-dev prometheus-cpp-dev libgtest-dev libgmock-dev libcpp-httplib-dev \
+  libgoogle-glog-dev prometheus-cpp-dev libmicrohttpd-dev libgtest-dev libgmock-dev libcpp-httplib-dev \
   clang clang-format libclang-rt-14-dev python3-yaml prometheus
 
 .PHONY: all deps build test test-sanitize fuzz fuzz-build fuzz-smoke demo audit clean format \
@@ -63,7 +63,7 @@ test-sanitize: deps
 # (tests/fuzz/corpus/<target>, read-only) plus a working corpus in $(FUZZ_BUILD)/corpus; a
 # crash leaves its input in $(FUZZ_BUILD)/artifacts/<target>/ and fails the run once all ran.
 FUZZ_TARGETS := fuzz_ipc_decode fuzz_vault_ciphertext fuzz_vault_json fuzz_vault_auth fuzz_flags \
-  fuzz_annotations_keyid
+  fuzz_annotations_keyid fuzz_log_relay
 
 fuzz-build: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \

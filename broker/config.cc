@@ -214,6 +214,19 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
     }
     c->allowed_peer_uids_text = *u;
   }
+  // An abstract socket has no file, so no mode, group or directory protects it: every process
+  // in the network namespace (with a static Pod on hostNetwork: every hostNetwork Pod on the
+  // node) could connect and decrypt. Only the peer allow-list can narrow it.
+  if (c->abstract_socket && c->allowed_peer_uids.empty()) {
+    return Fail(message,
+                "--socket: an abstract socket (@name) is open to every process in the network "
+                "namespace; give --allowed-peer-uids too, or use a socket path");
+  }
+  if (c->abstract_socket && (p.Given("socket-mode") || p.Given("socket-group"))) {
+    return Fail(message,
+                "--socket-mode/--socket-group: an abstract socket (@name) has no file mode or "
+                "group; restrict it with --allowed-peer-uids");
+  }
 
   // Vault connection.
   VaultConfig& v = c->vault;

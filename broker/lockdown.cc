@@ -73,8 +73,13 @@ landlock::Rules BrokerLandlockRules(const BrokerConfig& config) {
   rules.read_dirs.assign(dirs.begin(), dirs.end());
   rules.read_files = {"/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/gai.conf",
                       "/etc/host.conf"};
-  if (!config.abstract_socket) rules.remove_in_dirs.push_back(Dir(config.socket_path));
-  std::set<uint16_t> ports = {53};  // DNS falls back to TCP for large answers
+  // Only a broker started as non-root owns the socket's directory and may delete its socket
+  // there; as root the directory is root's alone and no rule could help (listen_socket.h).
+  if (!config.abstract_socket && geteuid() != 0) {
+    rules.remove_in_dirs.push_back(Dir(config.socket_path));
+  }
+  std::set<uint16_t> ports;
+  if (VaultAddrsNeedDns(v)) ports.insert(53);  // DNS falls back to TCP for large answers
   for (const auto& addr : v.addrs) {
     std::string host;
     uint16_t port;
@@ -83,6 +88,14 @@ landlock::Rules BrokerLandlockRules(const BrokerConfig& config) {
   }
   rules.connect_ports.assign(ports.begin(), ports.end());
   return rules;
+}
+
+seccomp::BrokerPolicyOptions BrokerPolicyOptions(const BrokerConfig& config, bool started_as_root) {
+  seccomp::BrokerPolicyOptions o;
+  o.self = getpid();
+  o.dns = VaultAddrsNeedDns(config.vault);
+  o.remove_socket = !started_as_root && !config.abstract_socket;
+  return o;
 }
 
 bool LockDownBroker(const BrokerConfig& config, bool started_as_root, std::string* error) {
@@ -120,7 +133,10 @@ bool LockDownBroker(const BrokerConfig& config, bool started_as_root, std::strin
   log::Info("landlock applied", {{"abi", ll.abi}});
 
   // 5. seccomp: the allow-list of seccomp/broker_policy.cc; anything else kills.
-  if (!seccomp::Install(seccomp::BrokerPolicy(getpid()), error)) return false;
+  if (!seccomp::Install(seccomp::BrokerPolicy(BrokerPolicyOptions(config, started_as_root)),
+                        error)) {
+    return false;
+  }
   return true;
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,8 @@
 #include "broker/config.h"
 #include "broker/listen_socket.h"
 #include "broker/lockdown.h"
+#include "broker/log_relay.h"
+#include "broker/notify.h"
 #include "broker/spawn.h"
 #include "broker/vault_backend.h"
 #include "broker/worker_pool.h"
@@ -59,27 +62,46 @@ std::string DescribeExit(int status) {
   return "stopped with status " + std::to_string(status);
 }
 
+// After the broker left root, its socket's directory (root's alone, see listen_socket.h) is
+// not writable by it, and its seccomp policy has no unlinkat: the socket then stays until the
+// next start removes it as stale. `left_root`: the broker was started as root and has dropped
+// privileges since.
+void RemoveSocket(ListenSocket* sock, bool left_root) {
+  // First make it refuse connections, for the frontend's copy too (it may outlive us).
+  sock->StopListening();
+  std::string why = "its directory is root's alone and the broker no longer runs as root";
+  if (left_root || !sock->Remove(&why)) {
+    log::Info("socket left in place for the next start to remove",
+              {{"socket", sock->display_path()}, {"reason", why}});
+  }
+}
+
 int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess& frontend,
-          int sigfd) {
+          LogRelay* relay, ServiceNotifier* notifier, int sigfd, bool left_root) {
   VaultBackend backend(config.vault);
   backend.Start();
   WorkerPool pool(config.vault.workers, 4096);
   Broker broker(&backend, &pool, frontend.ipc_fd);
   log::Info("broker serving", {{"socket", sock->display_path()}, {"frontend_pid", frontend.pid}});
+  notifier->Ready("serving on " + sock->display_path());
 
   bool shutting_down = false;
   bool ipc_open = true;
   int exit_code = 0;
   auto grace_end = Clock::now();
+  bool relay_open = true;
   for (;;) {
-    struct pollfd fds[2] = {{sigfd, POLLIN, 0}, {ipc_open ? frontend.ipc_fd : -1, POLLIN, 0}};
+    struct pollfd fds[3] = {{sigfd, POLLIN, 0},
+                            {ipc_open ? frontend.ipc_fd : -1, POLLIN, 0},
+                            {relay_open ? relay->fd() : -1, POLLIN, 0}};
     int timeout = -1;
     if (shutting_down) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(grace_end - Clock::now());
       timeout = static_cast<int>(std::max<long long>(0, left.count()));
     }
-    int n = poll(fds, 2, timeout);
+    int n = poll(fds, 3, timeout);
     if (n < 0 && errno == EINTR) continue;
+    if (relay_open && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) relay_open = relay->Pump();
     if (n == 0 && shutting_down) {
       // The frontend runs as another uid (and outside the broker's Landlock domain), so the
       // broker cannot kill it. Once the broker is gone its channel is closed and it holds
@@ -93,6 +115,7 @@ int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess&
       if (read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
         if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !shutting_down) {
           log::Info("shutting down: stopping the frontend, draining in-flight calls");
+          notifier->Stopping();
           shutting_down = true;
           grace_end = Clock::now() + kShutdownGrace;
           if (!broker.SendShutdown()) {
@@ -103,6 +126,7 @@ int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess&
         }
         int status;
         if (waitpid(frontend.pid, &status, WNOHANG) == frontend.pid) {
+          relay->Flush();  // its last words (a seccomp violation names the syscall) come first
           bool clean = shutting_down && WIFEXITED(status) && WEXITSTATUS(status) == 0;
           if (clean) {
             log::Info("frontend stopped");
@@ -139,15 +163,21 @@ int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess&
   // Wake every worker still waiting to send a reply, let them finish, and only then close
   // the fd: closed earlier, its number could be reused (by libcurl) while replies drain.
   shutdown(frontend.ipc_fd, SHUT_RDWR);
-  sock->Remove();
+  RemoveSocket(sock, left_root);
   pool.Drain();
   backend.Stop();
   close(frontend.ipc_fd);
+  relay->Flush();
   log::Info("broker exiting", {{"code", exit_code}});
   return exit_code;
 }
 
 int Main(int argc, char** argv) {
+  // 0. Nothing inherited beyond stdin, stdout and stderr: an fd left open by whoever started
+  //    us (a shell, a supervisor, a compromised parent) must not reach Vault's side or be
+  //    passed on to the frontend.
+  syscall(SYS_close_range, 3U, ~0U, 0U);
+
   // 1. Flags: any error is one line naming the flag, exit 2.
   BrokerConfig config;
   std::string message;
@@ -182,8 +212,15 @@ int Main(int argc, char** argv) {
     return kExitStartup;
   }
 
-  // 2. The listening socket, created by the broker (stale-socket rule, mode, group).
+  // 2. The listeners, created by the broker: the frontend creates no socket. First the
+  //    metrics address (a flag that cannot work is a flag error: exit 2 naming it), then the
+  //    KMS socket (stale-socket rule, directory rule, mode, group).
   std::string error;
+  int metrics_fd = ListenMetrics(config.metrics_listen, &error);
+  if (metrics_fd < 0) {
+    fprintf(stderr, "vault-kms-broker: --metrics-listen: %s\n", error.c_str());
+    return 2;
+  }
   auto sock =
       ListenSocket::Create(config.socket_path, config.socket_mode, config.socket_gid, &error);
   if (!sock) {
@@ -194,22 +231,31 @@ int Main(int argc, char** argv) {
   // 3. The frontend: socketpair, fork, exec, as the frontend user.
   FrontendSpec spec;
   spec.path = SelfDirectory() + "/vault-kms-frontend";
-  spec.args = {"--log-level=" + config.log_level, "--metrics-listen=" + config.metrics_listen};
+  spec.args = {"--log-level=" + config.log_level};
   if (!config.allowed_peer_uids_text.empty()) {
     spec.args.push_back("--allowed-peer-uids=" + config.allowed_peer_uids_text);
   }
   if (root) spec.args.push_back("--dedicated-uid");
   spec.listen_fd = sock->fd();
+  spec.metrics_fd = metrics_fd;
   spec.switch_user = root;
   spec.uid = config.frontend_user.uid;
   spec.gid = config.frontend_user.gid;
   FrontendProcess frontend;
   if (!SpawnFrontend(spec, &frontend, &error)) {
     log::Error(error);
-    sock->Remove();
+    RemoveSocket(&*sock, false);
     return kExitStartup;
   }
-  close(sock->fd());  // only the frontend accepts; the broker keeps the path to remove it
+  close(metrics_fd);  // the frontend's now
+  LogRelay relay(frontend.log_fd);
+  // Only the frontend accepts. The broker keeps its copy (never accepting on it) to make the
+  // socket refuse connections when it stops, whoever else still holds it.
+
+  // systemd's notification socket: connected now, written to after lockdown (no socket can be
+  // created then).
+  ServiceNotifier notifier;
+  notifier.Connect();
 
   // The process_* metrics: /proc/self is opened now, since no file opens after lockdown.
   if (!process_metrics::Open(&error)) log::Warning(error);
@@ -218,12 +264,13 @@ int Main(int argc, char** argv) {
   if (!LockDownBroker(config, root, &error)) {
     log::Error("lockdown failed: " + error);
     kill(frontend.pid, SIGKILL);
-    sock->Remove();
+    relay.Flush();
+    RemoveSocket(&*sock, false);
     return kExitStartup;
   }
 
   // 7. Log in, read key metadata, serve IPC (login and metadata retry in the background).
-  return Serve(config, &*sock, frontend, sigfd);
+  return Serve(config, &*sock, frontend, &relay, &notifier, sigfd, root);
 }
 
 }  // namespace

@@ -48,6 +48,15 @@ bool SpawnFrontend(const FrontendSpec& spec, FrontendProcess* out, std::string* 
     *error = std::string("socketpair: ") + strerror(errno);
     return false;
   }
+  int logs[2];
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (devnull < 0 || pipe2(logs, O_CLOEXEC) != 0) {
+    *error = std::string("cannot prepare the frontend's stdio: ") + strerror(errno);
+    if (devnull >= 0) close(devnull);
+    close(pair[0]);
+    close(pair[1]);
+    return false;
+  }
   // Everything the child needs is prepared before fork: no allocation after it.
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(spec.path.c_str()));
@@ -61,18 +70,29 @@ bool SpawnFrontend(const FrontendSpec& spec, FrontendProcess* out, std::string* 
     *error = std::string("fork: ") + strerror(errno);
     close(pair[0]);
     close(pair[1]);
+    close(devnull);
+    close(logs[0]);
+    close(logs[1]);
     return false;
   }
   if (pid == 0) {
-    // Move both fds above the fixed numbers first, so dup2 never clobbers one with the other.
+    // Move every fd above the fixed numbers first, so dup2 never clobbers one with another.
+    int in = fcntl(devnull, F_DUPFD_CLOEXEC, 10);
+    int out = fcntl(logs[1], F_DUPFD_CLOEXEC, 10);
     int ipc = fcntl(pair[1], F_DUPFD_CLOEXEC, 10);
     int lis = fcntl(spec.listen_fd, F_DUPFD_CLOEXEC, 10);
-    if (ipc < 0 || lis < 0) ChildFail("dup");
-    if (dup2(ipc, ipc::kFrontendIpcFd) < 0 || dup2(lis, ipc::kFrontendListenFd) < 0) {
+    int met = fcntl(spec.metrics_fd, F_DUPFD_CLOEXEC, 10);
+    if (in < 0 || out < 0 || ipc < 0 || lis < 0 || met < 0) ChildFail("dup");
+    // From here on ChildFail's message goes to the broker through the log pipe.
+    if (dup2(out, STDERR_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
+        dup2(in, STDIN_FILENO) < 0 || dup2(ipc, ipc::kFrontendIpcFd) < 0 ||
+        dup2(lis, ipc::kFrontendListenFd) < 0 || dup2(met, ipc::kFrontendMetricsFd) < 0) {
       ChildFail("dup2");
     }
-    // fds 0-2 stay (stdin/stdout/stderr for logs); nothing else crosses the exec.
-    if (syscall(SYS_close_range, ipc::kFrontendListenFd + 1, ~0U, 0) != 0) ChildFail("close_range");
+    // Nothing else crosses the exec.
+    if (syscall(SYS_close_range, ipc::kFrontendMetricsFd + 1, ~0U, 0) != 0) {
+      ChildFail("close_range");
+    }
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, nullptr);
@@ -90,8 +110,12 @@ bool SpawnFrontend(const FrontendSpec& spec, FrontendProcess* out, std::string* 
     ChildFail("execve");
   }
   close(pair[1]);
+  close(logs[1]);
+  close(devnull);
+  fcntl(logs[0], F_SETFL, O_NONBLOCK);
   out->pid = pid;
   out->ipc_fd = pair[0];
+  out->log_fd = logs[0];
   return true;
 }
 

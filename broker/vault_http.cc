@@ -1,5 +1,6 @@
 #include "broker/vault_http.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <json/reader.h>
 
@@ -253,6 +254,15 @@ bool ParseUrl(const std::string& text, bool base_only, std::string* scheme, std:
   return ok;
 }
 
+// "127.0.0.1", "::1" or "[::1]" (a URL's form), but not a name.
+bool IsIpLiteral(std::string host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
 bool FailoverWorthy(const VaultResponse& r) {
   if (r.transport == Code::kUnavailable) return true;
   if (r.transport != Code::kOk) return false;
@@ -362,6 +372,17 @@ std::string SafeVaultErrors(const Json::Value& json, size_t max_len) {
   return SafeText(joined, max_len);
 }
 
+bool VaultAddrsNeedDns(const VaultConfig& config) {
+  for (const auto& addr : config.addrs) {
+    std::string scheme, host, path, error;
+    long port = 0;
+    if (!ParseUrl(addr, true, &scheme, &host, &port, &path, &error) || !IsIpLiteral(host)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 VaultConfig WithoutRoleId(VaultConfig config) {
   WipeString(&config.role_id);
   return config;
@@ -390,6 +411,7 @@ VaultHttp::VaultHttp(const VaultConfig& config, Options options)
   if (!config_.client_key.empty() && config_.client_cert.empty() && config_error_.empty()) {
     config_error_ = "a TLS client key needs a client certificate";
   }
+  needs_dns_ = VaultAddrsNeedDns(config_);
   if (config_.max_redirects < 0 || config_.max_retries < 0) {
     if (config_error_.empty()) config_error_ = "max redirects/retries must not be negative";
   }
@@ -673,6 +695,17 @@ VaultResponse VaultHttp::TryEndpoint(const VaultRequest& req, const Endpoint& ba
       resp.error = "vault standby redirected to port " + std::to_string(next.port) +
                    ", which is not the port of any --vault-addr; list the active node's address "
                    "in --vault-addr";
+      return resp;
+    }
+    // With IP addresses only, the sandbox has no UDP: a name would kill the lookup. Refuse it
+    // here, with the fix, before anything tries to resolve it.
+    if (!needs_dns_ && !IsIpLiteral(next.host) &&
+        !(!config_.tls_server_name.empty() &&
+          (IEquals(next.host, url_host) || IEquals(next.host, config_.tls_server_name)))) {
+      resp.transport = Code::kUnavailable;
+      resp.error = "vault standby redirected to host " + SafeText(next.host, 100) +
+                   ", a name, while every --vault-addr is an IP address (the broker then resolves "
+                   "no names); list the active node's address in --vault-addr";
       return resp;
     }
     // A relative Location resolves against our URL, whose host is the override name.

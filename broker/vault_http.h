@@ -132,7 +132,13 @@ class VaultHttp {
   metrics::VaultRequestMetrics request_metrics_;
   std::atomic<int64_t> last_reprobe_ms_{0};
   std::atomic<uint64_t> connections_opened_{0};
+  bool needs_dns_ = true;
 };
+
+// True when some --vault-addr names its host (not an IP literal), so the broker must resolve
+// names. When false, the broker's sandbox has no UDP at all (seccomp/broker_policy.h) and a
+// redirect to a host name is refused before any lookup.
+bool VaultAddrsNeedDns(const VaultConfig& config);
 
 // A delay drawn uniformly from [d/2, d]: spreads the retries of many brokers (or threads)
 // that failed at the same moment.

@@ -1,6 +1,9 @@
 // vault-kms-frontend: exec'd by vault-kms-broker, never started by hand. Inherits the KMS
-// listening socket and the broker IPC channel at fixed fds, holds no credential, confines
-// itself, then serves KMS v2 gRPC on the inherited socket.
+// listening socket, the metrics listener and the broker IPC channel at fixed fds, holds no
+// credential, and confines itself (no_new_privs, Landlock, seccomp) before it creates a
+// single thread or serves a byte: Landlock binds only the calling thread and the threads it
+// creates afterwards, so every gRPC and HTTP thread is born confined. Then it serves KMS v2
+// gRPC on the inherited socket and /metrics, /healthz, /readyz on the inherited listener.
 #include <errno.h>
 #include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
@@ -35,7 +38,6 @@ constexpr int kMaxGrpcMessage = 64 * 1024;
 
 const std::vector<flags::Spec>& Specs() {
   static const std::vector<flags::Spec> specs = {
-      {"metrics-listen", "", "127.0.0.1:8080", "host:port for /metrics, /healthz, /readyz"},
       {"allowed-peer-uids", "", "", "comma-separated uids allowed to call; empty = any"},
       {"log-level", "", "info", "debug, info, warning or error"},
       {"dedicated-uid", "", "", "the broker gave this process its own uid", true},
@@ -47,6 +49,14 @@ const std::vector<flags::Spec>& Specs() {
 bool SocketType(int fd, int* type) {
   socklen_t len = sizeof *type;
   return getsockopt(fd, SOL_SOCKET, SO_TYPE, type, &len) == 0;
+}
+
+// A listening stream socket.
+bool Listening(int fd) {
+  int type = 0, accepting = 0;
+  socklen_t len = sizeof accepting;
+  return SocketType(fd, &type) && type == SOCK_STREAM &&
+         getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0 && accepting;
 }
 
 void GrpcLog(gpr_log_func_args* args) {
@@ -97,15 +107,11 @@ int Main(int argc, char** argv) {
     allowed.insert(static_cast<uid_t>(n));
   }
 
-  // The two inherited descriptors must be what the broker promised, or we were not started
-  // by it.
-  int type = 0, accepting = 0;
-  socklen_t len = sizeof accepting;
+  // The inherited descriptors must be what the broker promised, or we were not started by it.
+  int type = 0;
   if (!SocketType(ipc::kFrontendIpcFd, &type) || type != SOCK_SEQPACKET ||
-      !SocketType(ipc::kFrontendListenFd, &type) || type != SOCK_STREAM ||
-      getsockopt(ipc::kFrontendListenFd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 ||
-      !accepting) {
-    log::Error("vault-kms-frontend must be started by vault-kms-broker (fds 3 and 4 missing)");
+      !Listening(ipc::kFrontendListenFd) || !Listening(ipc::kFrontendMetricsFd)) {
+    log::Error("vault-kms-frontend must be started by vault-kms-broker (fds 3, 4 and 5 missing)");
     return 2;
   }
 
@@ -121,16 +127,19 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
+  // The process_* metrics: /proc/self is opened now, since no file opens after lockdown.
+  if (!process_metrics::Open(&error)) log::Warning(error);
+
+  // Confinement first: no thread exists yet, so every thread created below (gRPC's, the
+  // HTTP server's, the broker reader) starts inside the Landlock domain and the seccomp filter.
+  if (!LockDownFrontend(p.GetBool("dedicated-uid"), &error)) {
+    log::Error("lockdown failed: " + error);
+    return 1;
+  }
+
   BrokerClient broker(ipc::kFrontendIpcFd);
   auto registry = std::make_shared<prometheus::Registry>();
   KmsService service(&broker, registry.get());
-
-  // Bound before confinement: afterwards no socket can be created.
-  auto http = HttpServer::Start(p.GetOr("metrics-listen", ""), &broker, registry, &error);
-  if (!http) {
-    log::Error(error);
-    return 1;
-  }
 
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
@@ -144,11 +153,9 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
-  // The process_* metrics: /proc/self is opened now, since no file opens after lockdown.
-  if (!process_metrics::Open(&error)) log::Warning(error);
-
-  if (!LockDownFrontend(p.GetBool("dedicated-uid"), &error)) {
-    log::Error("lockdown failed: " + error);
+  auto http = HttpServer::Start(ipc::kFrontendMetricsFd, &broker, registry, &error);
+  if (!http) {
+    log::Error(error);
     return 1;
   }
 
@@ -200,8 +207,8 @@ int Main(int argc, char** argv) {
   close(ipc::kFrontendListenFd);
   server->Shutdown(std::chrono::system_clock::now() + kDrainTimeout);
   log::Info("frontend stopped");
-  // No destructors: civetweb's stop alone waits out a 1 s poll, and nothing here needs
-  // flushing (every log line is already one write()).
+  // No destructors: nothing here needs flushing (every log line is already one write()), and
+  // stopping the HTTP thread would only delay the exit.
   _exit(0);
 }
 

@@ -16,11 +16,13 @@
 
 namespace vkms::seccomp {
 
-Policy BrokerPolicy(pid_t self) {
-  const auto pid = static_cast<scmp_datum_t>(self);
+Policy BrokerPolicy(const BrokerPolicyOptions& options) {
+  const auto pid = static_cast<scmp_datum_t>(options.self);
   // Read-only opens: no O_WRONLY/O_RDWR, no creating or truncating.
   const scmp_datum_t kWriteFlags = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND | O_TMPFILE;
-  return {
+  // socket()'s type without SOCK_NONBLOCK/SOCK_CLOEXEC.
+  constexpr scmp_datum_t kTypeMask = 0xf;
+  Policy policy = {
       "vault-kms-broker",
       {
           // 1. Kill at once.
@@ -29,8 +31,10 @@ Policy BrokerPolicy(pid_t self) {
           // 2. Refused with an errno: libraries probe these and cope with "no".
           Errno("clone3", ENOSYS,
                 "its flags are in memory seccomp cannot read; glibc falls back to clone"),
-          Errno("socket", EAFNOSUPPORT, {SCMP_A0(SCMP_CMP_EQ, AF_NETLINK)},
+          Errno("socket", EAFNOSUPPORT, {Low32Eq(0, AF_NETLINK)},
                 "getaddrinfo may ask the kernel for interface addresses"),
+          Errno("socket", EACCES, {Low32Eq(0, AF_UNIX)},
+                "glibc probes nscd's socket and copes; no path or abstract socket is reachable"),
           Errno("statx", ENOSYS, "glibc falls back to newfstatat"),
 
           // 3. Allowed.
@@ -64,7 +68,6 @@ Policy BrokerPolicy(pid_t self) {
           Allow("gettid"),
           Allow("gettimeofday"),
           Allow("getuid"),
-          Allow("ioctl", {SCMP_A1(SCMP_CMP_EQ, FIONREAD)}, "glibc's DNS resolver"),
           Allow("lseek"),
           Allow("madvise"),
           Allow("membarrier"),
@@ -92,36 +95,62 @@ Policy BrokerPolicy(pid_t self) {
           Allow("read"),
           Allow("readv"),
           Allow("recvfrom"),
-          Allow("recvmmsg"),
           Allow("recvmsg", "IPC requests"),
           Allow("restart_syscall"),
           Allow("rseq"),
-          Allow("rt_sigaction", {SCMP_A0(SCMP_CMP_NE, SIGSYS)},
-                "never for SIGSYS (the violation handler)"),
+          // Never SIGSYS (the violation handler), compared on all 64 bits (policy.h).
+          Allow("rt_sigaction", {SCMP_A0(SCMP_CMP_LT, SIGSYS)}, "signals 1-30"),
+          Allow("rt_sigaction", {SCMP_A0(SCMP_CMP_MASKED_EQ, ~0x1fULL, 32)}, "signals 32-63"),
+          Allow("rt_sigaction", {SCMP_A0(SCMP_CMP_EQ, 64)}, "signal 64"),
           Allow("rt_sigprocmask"),
           Allow("rt_sigreturn"),
           Allow("sched_getaffinity"),
           Allow("sched_yield"),
-          Allow("sendmmsg", "glibc's resolver sends A and AAAA queries together"),
           Allow("sendmsg", "IPC replies"),
           Allow("sendto"),
           Allow("set_robust_list"),
           Allow("setsockopt"),
           Allow("shutdown"),
           Allow("sigaltstack"),
-          Allow("socket", {SCMP_A0(SCMP_CMP_EQ, AF_INET)}, "libcurl to Vault, DNS"),
-          Allow("socket", {SCMP_A0(SCMP_CMP_EQ, AF_INET6)}, "libcurl to Vault, DNS"),
-          Allow("socket", {SCMP_A0(SCMP_CMP_EQ, AF_UNIX)}, "glibc probes nscd"),
+          Allow(
+              "socket",
+              {SCMP_A0(SCMP_CMP_EQ, AF_INET), SCMP_A1(SCMP_CMP_MASKED_EQ, kTypeMask, SOCK_STREAM)},
+              "TCP to Vault (Landlock: only its ports)"),
+          Allow(
+              "socket",
+              {SCMP_A0(SCMP_CMP_EQ, AF_INET6), SCMP_A1(SCMP_CMP_MASKED_EQ, kTypeMask, SOCK_STREAM)},
+              "TCP to Vault (Landlock: only its ports)"),
           Allow("socketpair", {SCMP_A0(SCMP_CMP_EQ, AF_UNIX)}, "libcurl's internal wakeup pair"),
           Allow("sysinfo"),
           Allow("tgkill", {SCMP_A0(SCMP_CMP_EQ, pid)}, "raise()/abort() on own threads only"),
           Allow("uname"),
-          Allow("unlink", "the KMS socket at exit (Landlock: only in its directory)"),
           Allow("wait4", "reap the frontend"),
           Allow("write"),
           Allow("writev"),
       },
   };
+  if (options.dns) {
+    // A host name in --vault-addr: glibc's resolver talks UDP to the name servers. Seccomp
+    // cannot see a UDP destination and Landlock has no UDP rules, so a compromised broker could
+    // send datagrams anywhere (SECURITY.md, residual risks). With IP literals only, none of this.
+    policy.rules.push_back(
+        Allow("ioctl", {SCMP_A1(SCMP_CMP_EQ, FIONREAD)}, "DNS: glibc's resolver"));
+    policy.rules.push_back(Allow("recvmmsg", "DNS"));
+    policy.rules.push_back(Allow("sendmmsg", "DNS: A and AAAA queries together"));
+    for (int family : {AF_INET, AF_INET6}) {
+      policy.rules.push_back(Allow("socket",
+                                   {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family)),
+                                    SCMP_A1(SCMP_CMP_MASKED_EQ, kTypeMask, SOCK_DGRAM)},
+                                   "DNS over UDP"));
+    }
+  }
+  if (options.remove_socket) {
+    policy.rules.push_back(
+        Allow("unlinkat",
+              "the KMS socket at exit, through its directory's fd (non-root: Landlock, only "
+              "there)"));
+  }
+  return policy;
 }
 
 }  // namespace vkms::seccomp

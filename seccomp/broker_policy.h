@@ -8,6 +8,16 @@
 namespace vkms::seccomp {
 
 // self: the broker's pid (raise()/abort() may signal its own threads only).
-Policy BrokerPolicy(pid_t self);
+struct BrokerPolicyOptions {
+  pid_t self = 0;
+  // Some --vault-addr is a host name, not an IP literal: glibc's resolver needs UDP sockets
+  // (and sendmmsg/recvmmsg, FIONREAD). Without it the broker can create TCP sockets only.
+  bool dns = true;
+  // The broker may delete its socket at exit: it runs as the socket directory's owner (started
+  // as non-root). As root it could not (the directory is root's alone), so it is not allowed.
+  bool remove_socket = false;
+};
+
+Policy BrokerPolicy(const BrokerPolicyOptions& options);
 
 }  // namespace vkms::seccomp

@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -109,7 +110,11 @@ std::string DescribeArgs(const std::vector<struct scmp_arg_cmp>& args) {
         o << " >= " << a.datum_a;
         break;
       case SCMP_CMP_MASKED_EQ:
-        o << " & 0x" << std::hex << a.datum_a << " == 0x" << a.datum_b << std::dec;
+        if (a.datum_a == 0xffffffffULL) {
+          o << " == " << a.datum_b << " (low 32 bits)";
+        } else {
+          o << " & 0x" << std::hex << a.datum_a << " == 0x" << a.datum_b << std::dec;
+        }
         break;
       default:
         o << " ?";
@@ -144,41 +149,89 @@ Rule HandlerExitRule() {
   return Kill("kexec_load", "the SIGSYS handler's exit: dies by SIGSYS, as a plain kill would");
 }
 
+struct scmp_arg_cmp Low32Eq(unsigned arg, uint32_t value) {
+  return SCMP_CMP64(arg, SCMP_CMP_MASKED_EQ, 0xffffffffULL, value);
+}
+
 namespace {
 
-// The invariants the trap-then-kill design depends on (see policy.h).
-bool CheckInvariants(const Policy& policy, std::string* error) {
+bool Holds(const struct scmp_arg_cmp& c, const uint64_t args[6]) {
+  const uint64_t v = args[c.arg];
+  switch (c.op) {
+    case SCMP_CMP_EQ:
+      return v == c.datum_a;
+    case SCMP_CMP_NE:
+      return v != c.datum_a;
+    case SCMP_CMP_LT:
+      return v < c.datum_a;
+    case SCMP_CMP_LE:
+      return v <= c.datum_a;
+    case SCMP_CMP_GT:
+      return v > c.datum_a;
+    case SCMP_CMP_GE:
+      return v >= c.datum_a;
+    case SCMP_CMP_MASKED_EQ:
+      return (v & c.datum_a) == c.datum_b;
+    default:
+      return true;  // unknown: assume the worst (it might allow)
+  }
+}
+
+// Values an attacker would try in place of `v` for an int argument: v itself and v with
+// high bits set, which the kernel ignores.
+std::vector<uint64_t> HighBitVariants(uint64_t v) {
+  return {v, (1ULL << 32) | v, (0xffffffffULL << 32) | v, (0x80000000ULL << 32) | v};
+}
+
+}  // namespace
+
+bool Allows(const Policy& policy, const char* syscall, const uint64_t args[6]) {
+  for (const Rule& r : policy.rules) {
+    if (r.action != Action::kAllow || std::string(r.syscall) != syscall) continue;
+    bool all = true;
+    for (const auto& c : r.args) all = all && Holds(c, args);
+    if (all) return true;
+  }
+  return false;
+}
+
+std::string CheckInvariants(const Policy& policy) {
   bool exit_rule = false;
   for (const Rule& r : policy.rules) {
     std::string name = r.syscall;
     if (name == "kexec_load" && r.action == Action::kKill && r.args.empty()) exit_rule = true;
     if (r.action != Action::kAllow) continue;
-    auto has = [&](unsigned arg, enum scmp_compare op, uint64_t a, uint64_t b) {
-      for (const auto& c : r.args) {
-        if (c.arg == arg && c.op == op && c.datum_a == a && c.datum_b == b) return true;
+    for (const auto& c : r.args) {
+      if (c.op == SCMP_CMP_NE) {
+        return "allow rule for " + name +
+               " uses \"!=\": a value with high bits set passes it (list what is allowed)";
       }
-      return false;
-    };
-    if ((name == "mmap" || name == "mprotect") && !has(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) {
-      *error = name + " must be allowed only without PROT_EXEC";
-      return false;
-    }
-    if (name == "rt_sigaction" && !has(0, SCMP_CMP_NE, SIGSYS, 0)) {
-      *error = "rt_sigaction must be allowed only for signals other than SIGSYS";
-      return false;
     }
   }
-  if (!exit_rule) {
-    *error = "policy lacks the SIGSYS handler's exit rule";
-    return false;
+  if (!exit_rule) return "policy lacks the SIGSYS handler's exit rule";
+  // The handler cannot be replaced or ignored: no allow rule matches SIGSYS in any form.
+  for (uint64_t sig : HighBitVariants(SIGSYS)) {
+    const uint64_t args[6] = {sig, 1, 0, 8, 0, 0};
+    if (Allows(policy, "rt_sigaction", args)) {
+      return "rt_sigaction must be allowed only for signals other than SIGSYS (it is allowed for " +
+             std::to_string(sig) + ")";
+    }
   }
-  return true;
+  // No new executable memory: no allow rule matches PROT_EXEC, with or without other bits.
+  for (const char* call : {"mmap", "mprotect"}) {
+    for (uint64_t extra : {0ULL, 1ULL, 3ULL, 1ULL << 32, 0xffffffff00000000ULL}) {
+      const uint64_t args[6] = {0, 4096, PROT_EXEC | extra, 0x22, ~0ULL, 0};
+      if (Allows(policy, call, args)) {
+        return std::string(call) + " must be allowed only without PROT_EXEC";
+      }
+    }
+  }
+  return "";
 }
 
-}  // namespace
-
 bool Install(const Policy& policy, std::string* error) {
-  if (!CheckInvariants(policy, error)) return false;
+  *error = CheckInvariants(policy);
+  if (!error->empty()) return false;
   snprintf(g_process, sizeof g_process, "%s", policy.process);
   for (int nr = 0; nr < kMaxNr; ++nr) {
     char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
@@ -234,8 +287,15 @@ std::string Describe(const Policy& policy) {
   std::ostringstream o;
   o << "seccomp policy of " << policy.process
     << " (anything not listed: trap -> logged -> killed by SIGSYS; foreign arch: killed)\n";
+  // Each section alphabetically (rules added for an option land at the end of the list).
+  std::vector<const Rule*> sorted;
+  for (const Rule& r : policy.rules) sorted.push_back(&r);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Rule* a, const Rule* b) {
+    return std::string(a->syscall) < std::string(b->syscall);
+  });
   for (Action section : {Action::kKill, Action::kErrno, Action::kAllow}) {
-    for (const Rule& r : policy.rules) {
+    for (const Rule* rp : sorted) {
+      const Rule& r = *rp;
       if (r.action != section) continue;
       o << "  " << Section(section);
       if (section == Action::kErrno) o << "(" << strerrorname_np(r.err) << ")";

@@ -19,9 +19,12 @@ namespace vkms::ipc {
 
 constexpr size_t kMaxFrame = 64 * 1024;
 
-// Fixed descriptor numbers at which the broker hands the frontend its two inherited fds.
+// Fixed descriptor numbers at which the broker hands the frontend its inherited fds: the IPC
+// channel, the KMS listening socket and the metrics listener (bound by the broker for
+// --metrics-listen). 0 is /dev/null; 1 and 2 are a pipe the broker reads (its log relay).
 constexpr int kFrontendIpcFd = 3;
 constexpr int kFrontendListenFd = 4;
+constexpr int kFrontendMetricsFd = 5;
 
 enum class RecvStatus {
   kOk,

@@ -71,8 +71,11 @@ const char* LevelName(google::LogSeverity s) {
   }
 }
 
-// One write per line, under one lock, so lines from several threads never interleave.
+// One write per line, under one lock, so lines from several threads (and relayed lines) never
+// interleave.
 std::mutex g_write_mu;
+
+}  // namespace
 
 void WriteLine(std::string line) {
   line.push_back('\n');
@@ -86,6 +89,8 @@ void WriteLine(std::string line) {
     left -= static_cast<size_t>(n);
   }
 }
+
+namespace {
 
 // What glog itself writes (a failed CHECK, a LOG in a library) reaches stderr in the same
 // format, without fields.
@@ -172,14 +177,16 @@ void Error(std::string_view msg, const Fields& fields) {
 }
 
 std::string FieldsJson(const Fields& fields) {
-  std::string out;
+  if (fields.empty()) return "";
+  std::string out = "{";
   for (const auto& [key, value] : fields) {
-    if (!out.empty()) out.push_back(',');
+    if (out.size() > 1) out.push_back(',');
     // A field may not replace the line's own members.
     json::AppendJsonString(&out, Reserved(key) ? "field_" + key : key);
     out.push_back(':');
     AppendValue(&out, value);
   }
+  out.push_back('}');
   return out;
 }
 
@@ -199,7 +206,11 @@ std::string FormatLine(std::string_view level, std::string_view proc, std::strin
   json::AppendJsonString(&line, proc);
   line.append(",\"msg\":");
   json::AppendJsonString(&line, msg);
-  if (!fields_json.empty()) line.append(",").append(fields_json);
+  // The object's members follow the line's own, spliced in without parsing it again.
+  if (fields_json.size() > 2 && fields_json.front() == '{' && fields_json.back() == '}') {
+    line.push_back(',');
+    line.append(fields_json.substr(1, fields_json.size() - 2));
+  }
   line.push_back('}');
   return line;
 }

@@ -91,11 +91,16 @@ void Warning(std::string_view msg, F&& make_fields) {
   if (Enabled(Level::kWarning)) Warning(msg, make_fields());
 }
 
-// The fields as the members of a JSON object, without the braces ("" for none): what the sink
-// splices into the line. Exposed for tests.
+// The fields as one JSON object ("" for none). Exposed for tests and for lines built elsewhere.
 std::string FieldsJson(const Fields& fields);
 
-// Renders one log line from the members FieldsJson() produced; exposed for tests.
+// Writes one already formatted line (without its newline) to stderr, never interleaved with
+// other log lines. For the broker's relay of the frontend's lines (broker/log_relay.h).
+void WriteLine(std::string line);
+
+// Renders one log line; `fields_json` is a JSON object (FieldsJson(), or jsoncpp's compact
+// output for relayed lines) or "". Its members follow ts, level, proc and msg; the caller
+// vouches that it is one well-formed object (it is spliced in, not parsed again).
 std::string FormatLine(std::string_view level, std::string_view proc, std::string_view msg,
                        std::string_view fields_json, long long unix_ms);
 

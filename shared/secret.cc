@@ -6,7 +6,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <mutex>
+#include <set>
 #include <vector>
+
+#include "shared/log.h"
 
 namespace vkms {
 
@@ -23,11 +28,34 @@ void WipeString(std::string* s) {
   s->clear();
 }
 
+namespace {
+
+// Each file is warned about once per process, not at every login.
+void WarnIfShared(const std::string& path, mode_t mode) {
+  static std::mutex mu;
+  static std::set<std::string> warned;
+  if ((mode & 077) == 0) return;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!warned.insert(path).second) return;
+  }
+  char octal[8];
+  snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode & 07777));
+  log::Warning("credential file can be read by group or other; fix: chmod 0400 " + path,
+               {{"path", path}, {"mode", octal}});
+}
+
+}  // namespace
+
 bool ReadSecretFile(const std::string& path, SecretString* out, std::string* error,
                     size_t max_bytes) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+  // O_NOFOLLOW: a symlink is refused, not followed (whoever can change it would choose what the
+  // broker reads and sends to Vault). O_NONBLOCK: a FIFO at the path must not hang the login
+  // (and with it shutdown); it is then refused as not a regular file.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
-    *error = "cannot open " + path + ": " + strerror(errno);
+    *error = "cannot open " + path + ": " +
+             (errno == ELOOP ? std::string("it is a symbolic link (refused)") : strerror(errno));
     return false;
   }
   struct stat st;
@@ -36,6 +64,7 @@ bool ReadSecretFile(const std::string& path, SecretString* out, std::string* err
     *error = path + " is not a regular file";
     return false;
   }
+  WarnIfShared(path, st.st_mode);
   std::string buf;
   buf.reserve(max_bytes + 1);
   buf.resize(max_bytes + 1);

@@ -66,9 +66,13 @@ int main(int argc, char** argv) {
             << "      no_new_privs=1; dumpable=0 (no ptrace attach, /proc/PID/mem owned by root);\n"
             << "      RLIMIT_CORE=0; RLIMIT_FSIZE=0 when stderr is not a regular file;\n"
             << "      RLIMIT_NPROC=256 (dedicated uid only)\n"
-            << "frontend: exec'd with an empty environment, fds 0-2 + IPC fd "
-            << vkms::ipc::kFrontendIpcFd << " + listening fd " << vkms::ipc::kFrontendListenFd
-            << ", all others closed; SIGKILL when the broker dies\n"
+            << "broker: closes every inherited fd above 2 first thing\n"
+            << "frontend: exec'd with an empty environment; fd 0 /dev/null, fds 1-2 a pipe the "
+               "broker reads (its log relay: re-attributed, escaped, bounded), IPC fd "
+            << vkms::ipc::kFrontendIpcFd << ", KMS listening fd " << vkms::ipc::kFrontendListenFd
+            << ", metrics listening fd " << vkms::ipc::kFrontendMetricsFd
+            << " (bound by the broker); all others closed; confined before it creates a thread; "
+               "SIGKILL when the broker dies\n"
             << "started as non-root: both share the caller's uid; everything else still applies\n";
 
   Heading("IPC: frontend -> broker (SOCK_SEQPACKET, one protobuf per datagram, <= " +
@@ -88,7 +92,15 @@ int main(int argc, char** argv) {
   Heading("seccomp: vault-kms-frontend (seccomp/frontend_policy.cc)");
   std::cout << vkms::seccomp::Describe(vkms::seccomp::FrontendPolicy(getpid()));
   Heading("seccomp: vault-kms-broker (seccomp/broker_policy.cc)");
-  std::cout << vkms::seccomp::Describe(vkms::seccomp::BrokerPolicy(getpid()));
+  {
+    // As deployed: started as root, for these --vault-addr values.
+    vkms::seccomp::BrokerPolicyOptions o = vkms::broker::BrokerPolicyOptions(config, true);
+    std::cout << "variant for these flags: "
+              << (o.dns ? "a --vault-addr names a host: DNS lines included"
+                        : "every --vault-addr is an IP address: no UDP, no DNS lines")
+              << "; started as root: the socket is never deleted (no unlinkat)\n";
+    std::cout << vkms::seccomp::Describe(vkms::seccomp::BrokerPolicy(o));
+  }
 
   Heading("Landlock (this kernel: ABI " + std::to_string(vkms::landlock::Abi()) + ")");
   std::cout << "vault-kms-broker:\n"

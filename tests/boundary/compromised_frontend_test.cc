@@ -8,6 +8,7 @@
 //   - a well-formed but hostile request gets a typed error or a result and the broker serves on;
 //   - whatever happened, every reply carries exactly one result and no reply or log line holds
 //     the secret-id, role-id, a Vault token or the Vault address (checked in TearDown).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <json/json.h>
 #include <openssl/evp.h>
@@ -84,11 +85,6 @@ bool Alive(pid_t pid) {
   return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
 }
 
-bool SocketGone(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) != 0 && errno == ENOENT;
-}
-
 // One line of the evil frontend's result file.
 struct Event {
   std::string ev;
@@ -146,6 +142,7 @@ class CompromisedFrontendTest : public ::testing::Test {
   }
 
   std::string result_path() const { return bin_dir_ + "/result"; }
+  std::string stdin_path_;  // the broker's stdin for the next Run(); empty: /dev/null
 
   // Starts the broker with the evil frontend playing `scenario`, then gives the signal to go.
   void Run(const std::string& scenario, const std::vector<std::string>& args = {}) {
@@ -162,6 +159,7 @@ class CompromisedFrontendTest : public ::testing::Test {
     o.secret_id = secret_id_;
     o.extra_flags = vault_.PluginFlags();
     o.broker_path = bin_dir_ + "/vault-kms-broker";
+    o.stdin_path = stdin_path_;
     plugin_ = std::make_unique<PluginProcess>(o);
     std::string err;
     // Start() returns once the evil frontend has seen the broker healthy and said so.
@@ -284,7 +282,7 @@ class CompromisedFrontendTest : public ::testing::Test {
     EXPECT_EQ(WEXITSTATUS(exit.status), kExitProtocolError) << LogTail();
     EXPECT_LT(exit.seconds, kPromptExitSeconds);
     EXPECT_NE(logs.find(kProtocolErrorLog), std::string::npos) << LogTail();
-    EXPECT_TRUE(SocketGone(plugin_->socket_path())) << "socket left behind";
+    EXPECT_TRUE(SocketReleased(plugin_->socket_path())) << "socket left behind";
     EXPECT_EQ(logs.find(kCanary), std::string::npos) << "the log echoes the frontend's bytes";
     // Nothing was in flight at the go signal, and a malformed request earns no answer.
     EXPECT_TRUE(RepliesAfterGo().empty()) << "the broker answered a malformed datagram";
@@ -296,7 +294,7 @@ class CompromisedFrontendTest : public ::testing::Test {
     int status = plugin_->Stop();
     EXPECT_TRUE(WIFEXITED(status)) << DescribeWait(status);
     EXPECT_EQ(WEXITSTATUS(status), 0) << LogTail();
-    EXPECT_TRUE(SocketGone(plugin_->socket_path()));
+    EXPECT_TRUE(SocketReleased(plugin_->socket_path()));
     EXPECT_TRUE(Saw("shutdown")) << "the frontend was never sent Shutdown";
     EXPECT_EQ(plugin_->Logs().find(kProtocolErrorLog), std::string::npos);
   }
@@ -374,7 +372,7 @@ void PrintTo(const Malformed& m, std::ostream* os) {
 class ProtocolErrorTest : public CompromisedFrontendTest,
                           public ::testing::WithParamInterface<Malformed> {};
 
-TEST_P(ProtocolErrorTest, BrokerLogsRemovesTheSocketAndExitsThree) {
+TEST_P(ProtocolErrorTest, BrokerLogsReleasesTheSocketAndExitsThree) {
   Run(GetParam().scenario, GetParam().args);
   ASSERT_TRUE(WaitForEvent("sent", seconds(10)));
   ExpectProtocolErrorExit();
@@ -411,7 +409,7 @@ TEST_F(CompromisedFrontendTest, EmptyDatagramIsAProtocolError) {
   EXPECT_TRUE(WIFEXITED(exit.status)) << DescribeWait(exit.status);
   EXPECT_EQ(WEXITSTATUS(exit.status), kExitProtocolError) << LogTail();
   EXPECT_LT(exit.seconds, kPromptExitSeconds);
-  EXPECT_TRUE(SocketGone(plugin_->socket_path()));
+  EXPECT_TRUE(SocketReleased(plugin_->socket_path()));
   EXPECT_NE(logs.find(kProtocolErrorLog), std::string::npos) << LogTail();
   EXPECT_NE(logs.find("empty frame"), std::string::npos) << LogTail();
   EXPECT_TRUE(RepliesAfterGo().empty());
@@ -431,14 +429,15 @@ TEST_F(CompromisedFrontendTest, ProtocolErrorWhileRepliesAreBackedUp) {
   EXPECT_EQ(WEXITSTATUS(exit.status), kExitProtocolError);
   EXPECT_LT(exit.seconds, kPromptExitSeconds);
   EXPECT_NE(logs.find(kProtocolErrorLog), std::string::npos);
-  EXPECT_TRUE(SocketGone(plugin_->socket_path()));
+  EXPECT_TRUE(SocketReleased(plugin_->socket_path()));
 }
 
 // A frontend that ignores the closed channel can outlive the broker: with different uids (and
 // Landlock's signal scope) the broker cannot kill it, and the kernel does not deliver the
 // parent-death signal across them either (SECURITY.md, known limits). What matters is what it
-// is left with: the socket path is gone and the broker's end of the channel is closed for good,
-// so there is nothing left to ask and no credential it ever held.
+// is left with: the socket refuses every connection (the broker shut down the listening socket
+// the frontend shares) and the broker's end of the channel is closed for good, so there is
+// nothing left to ask and no credential it ever held.
 TEST_F(CompromisedFrontendTest, FrontendLeftBehindHoldsNothing) {
   Run("garbage_then_stay");
   ASSERT_TRUE(WaitForEvent("sent", seconds(10)));
@@ -446,7 +445,7 @@ TEST_F(CompromisedFrontendTest, FrontendLeftBehindHoldsNothing) {
   ASSERT_NE(exit.status, -1) << LogTail();
   EXPECT_TRUE(WIFEXITED(exit.status));
   EXPECT_EQ(WEXITSTATUS(exit.status), kExitProtocolError);
-  EXPECT_TRUE(SocketGone(plugin_->socket_path()));
+  EXPECT_TRUE(SocketReleased(plugin_->socket_path()));
   ASSERT_TRUE(WaitForEvent("after_broker", seconds(15))) << ReadFile(result_path());
   const std::vector<Event> events = Events();
   const Event* after = Find(events, "after_broker");
@@ -467,7 +466,104 @@ TEST_F(CompromisedFrontendTest, SigtermWhileTheFrontendStopsReading) {
                              << LogTail();
   EXPECT_TRUE(WIFEXITED(exit.status)) << DescribeWait(exit.status);
   EXPECT_EQ(WEXITSTATUS(exit.status), kExitFrontendDied);
-  EXPECT_TRUE(SocketGone(plugin_->socket_path()));
+  EXPECT_TRUE(SocketReleased(plugin_->socket_path()));
+}
+
+// --- what the frontend is started with, and what it can say ------------------------------
+
+// A compromised frontend's stdout and stderr are a pipe the broker reads: nothing it writes
+// reaches the operator's terminal or journal raw, claims to come from the broker, or grows
+// without bound.
+TEST_F(CompromisedFrontendTest, ItsLogLinesAreReattributedEscapedAndBounded) {
+  Run("forge_logs");
+  ASSERT_TRUE(WaitForEvent("done", seconds(10)));
+  // The relay reads on after the flood (one more second for it to catch up).
+  std::this_thread::sleep_for(milliseconds(1500));
+  const std::string logs = plugin_->Logs();
+  EXPECT_EQ(logs.find('\x1b'), std::string::npos) << "a raw escape reached the operator's log";
+  EXPECT_EQ(logs.find('\x07'), std::string::npos) << "a raw BEL reached the operator's log";
+  EXPECT_EQ(logs.find("TAIL-OF-A-LONG-LINE"), std::string::npos) << "an unbounded line passed";
+  EXPECT_NE(logs.find("dropping the rest of this second"), std::string::npos)
+      << "a flood of lines was relayed without limit";
+  bool forged_seen = false, raw_seen = false;
+  int flood_lines = 0;
+  std::istringstream in(logs);
+  std::string line;
+  Json::CharReaderBuilder builder;
+  while (std::getline(in, line)) {
+    EXPECT_LE(line.size(), 6000u) << line.substr(0, 200);
+    Json::Value v;
+    std::string errs;
+    std::istringstream one(line);
+    ASSERT_TRUE(Json::parseFromStream(builder, one, &v, &errs)) << "not JSON: " << line;
+    const std::string msg = v["msg"].asString();
+    if (msg.find("FORGED-BY-FRONTEND") != std::string::npos) {
+      forged_seen = true;
+      EXPECT_EQ(v["proc"].asString(), "vault-kms-frontend") << "a forged broker line: " << line;
+    }
+    if (v["text"].asString().find("FORGED-RAW-ESCAPES") != std::string::npos) {
+      raw_seen = true;
+      EXPECT_EQ(v["proc"].asString(), "vault-kms-frontend");
+    }
+    if (msg.rfind("flood ", 0) == 0) ++flood_lines;
+    if (v["proc"].asString() == "vault-kms-broker") {
+      EXPECT_EQ(line.find("FORGED"), std::string::npos) << line;
+    }
+  }
+  EXPECT_TRUE(forged_seen) << "the forged line was not relayed at all";
+  EXPECT_TRUE(raw_seen) << "the raw line was not relayed as text";
+  EXPECT_GT(flood_lines, 0);
+  EXPECT_LT(flood_lines, 3000) << "every flood line was relayed";
+}
+
+// What crosses exec: /dev/null as stdin (not the broker's stdin), the log pipe the broker reads,
+// the IPC channel, the KMS listener and the metrics listener -- and nothing else, even when
+// whoever started the broker leaked descriptors to it (the broker closes them first thing).
+TEST_F(CompromisedFrontendTest, StartsWithExactlyTheDescriptorsTheBrokerHandsOver) {
+  const std::string canary = bin_dir_ + "/leaked-file";
+  std::ofstream(canary) << "a file the test leaves open across exec\n";
+  int leaked = open(canary.c_str(), O_RDONLY);  // not close-on-exec: inherited by the broker
+  ASSERT_GE(leaked, 0);
+  ASSERT_EQ(dup2(leaked, 57), 57);
+  stdin_path_ = canary;  // the broker's own stdin: the frontend must not get it
+  Run("idle");
+  close(leaked);
+  close(57);
+  ASSERT_TRUE(WaitForEvent("done", seconds(10)));
+  const std::vector<Event> events = Events();
+  const Event* fds = Find(events, "fds");
+  ASSERT_NE(fds, nullptr);
+  std::map<int, Json::Value> by_fd;
+  for (const auto& f : fds->json["fds"]) by_fd[f["fd"].asInt()] = f;
+  std::set<int> numbers;
+  for (const auto& [fd, f] : by_fd) numbers.insert(fd);
+  EXPECT_EQ(numbers, (std::set<int>{0, 1, 2, 3, 4, 5})) << fds->json.toStyledString();
+  EXPECT_EQ(by_fd[0]["what"].asString(), "/dev/null");
+  const std::string pipe = by_fd[1]["what"].asString();
+  EXPECT_EQ(pipe.rfind("pipe:[", 0), 0u) << pipe;
+  EXPECT_EQ(by_fd[2]["what"].asString(), pipe) << "stdout and stderr: the same pipe";
+  EXPECT_EQ(by_fd[3]["type"].asInt(), SOCK_SEQPACKET);
+  EXPECT_EQ(by_fd[3]["family"].asInt(), AF_UNIX);
+  EXPECT_EQ(by_fd[4]["type"].asInt(), SOCK_STREAM);
+  EXPECT_EQ(by_fd[4]["family"].asInt(), AF_UNIX);
+  EXPECT_TRUE(by_fd[4]["listening"].asBool());
+  EXPECT_EQ(by_fd[5]["type"].asInt(), SOCK_STREAM);
+  EXPECT_EQ(by_fd[5]["family"].asInt(), AF_INET);
+  EXPECT_TRUE(by_fd[5]["listening"].asBool());
+
+  // The broker holds the other end of that pipe, and nothing leaked to it but its own stdin.
+  bool reads_the_pipe = false;
+  const std::string proc_fd = "/proc/" + std::to_string(plugin_->pid()) + "/fd";
+  for (const auto& entry : std::filesystem::directory_iterator(proc_fd)) {
+    std::error_code ec;
+    std::string target = std::filesystem::read_symlink(entry.path(), ec).string();
+    int fd = std::atoi(entry.path().filename().c_str());
+    if (target == pipe) reads_the_pipe = true;
+    if (target == canary) {
+      EXPECT_EQ(fd, 0) << "the broker kept a leaked descriptor: fd " << fd;
+    }
+  }
+  EXPECT_TRUE(reads_the_pipe) << "the broker does not hold the frontend's log pipe";
 }
 
 // --- well-formed but hostile: typed answers, and the broker serves on ------------------------
@@ -534,6 +630,41 @@ TEST_F(CompromisedFrontendTest, FloodWithoutReadingStaysBounded) {
     EXPECT_LT(hwm, kMaxBrokerRssKb);
   }
   ExpectBoundedFlood(RepliesAfterGo(), 10000);
+  ExpectCleanStopAfterServing();
+}
+
+// The queue bound itself, with requests it must accept: while Vault is slow, valid Encrypts
+// arrive faster than they can be sent, the broker queues what its bound allows and answers
+// every other one at once with RESOURCE_EXHAUSTED, and its memory stays small. (A refusal the
+// frontend's full socket cannot take at that instant is dropped, never waited for: the broker
+// does not block on its peer; so not every request need see its reply here.)
+TEST_F(CompromisedFrontendTest, ValidFloodBeyondTheQueueIsRefusedResourceExhausted) {
+  if (!vault_.is_sim()) GTEST_SKIP() << "slows Vault with the simulator's latency fault";
+  vault_.sim().Latency(vault_.transit_mount() + "/encrypt/", 1500);
+  Run("valid_flood", {"12000", "2500"});
+  ASSERT_TRUE(WaitForEvent("done", seconds(70)));
+  vault_.sim().Latency(vault_.transit_mount() + "/encrypt/", 0);
+  const std::vector<Event> events = Events();
+  const Event* flood = Find(events, "valid_flood");
+  ASSERT_NE(flood, nullptr);
+  const Json::Value& codes = flood->json["codes"];
+  std::cout << "[ observed ] " << flood->json.toStyledString();
+  EXPECT_EQ(flood->json["sent"].asInt(), 12000);
+  EXPECT_LE(flood->json["answered"].asInt(), 12000) << "a request answered twice";
+  EXPECT_GT(flood->json["answered"].asInt(), 6000) << "the broker stopped answering";
+  const int exhausted = codes[std::to_string(static_cast<int>(Code::kResourceExhausted))].asInt();
+  EXPECT_GT(exhausted, 0) << "the queue was never full: no RESOURCE_EXHAUSTED";
+  for (const auto& name : codes.getMemberNames()) {
+    int code = std::stoi(name);
+    EXPECT_TRUE(code == 0 || code == static_cast<int>(Code::kResourceExhausted) ||
+                code == static_cast<int>(Code::kDeadlineExceeded))
+        << "unexpected code " << name;
+  }
+  long hwm = StatusKb(plugin_->pid(), "VmHWM");
+  std::cout << "[ observed ] broker peak RSS " << hwm << " kB\n";
+  if (kRssIsMeaningful) {
+    EXPECT_LT(hwm, kMaxBrokerRssKb);
+  }
   ExpectCleanStopAfterServing();
 }
 

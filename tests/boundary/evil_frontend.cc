@@ -390,6 +390,57 @@ void FinishFlood(FloodResult flood, int total, size_t plaintext_size) {
        std::to_string(answered) + "}");
 }
 
+// Valid Encrypts as fast as the channel takes them, reading every reply as it comes, so that
+// none is lost to a full socket: what the broker cannot queue it must refuse, one typed reply
+// per request. Each request carries timeout_ms, so the queue drains once Vault is slow.
+void FloodReading(int total, uint32_t timeout_ms) {
+  Request req = NewRequest();
+  req.set_timeout_ms(timeout_ms);
+  req.mutable_encrypt()->set_plaintext(std::string(32, 'v'));
+  --g_next_id;
+  int sent = 0;
+  size_t answered = 0;
+  std::map<int, int> codes;
+  int64_t until = MonoNs() + 60LL * 1000000000;
+  int64_t quiet_since = MonoNs();
+  while (sent < total || MonoNs() - quiet_since < 3LL * 1000000000) {
+    if (MonoNs() > until) Fail("valid flood did not finish within 60 s");
+    short events = POLLIN;
+    if (sent < total) events |= POLLOUT;
+    struct pollfd p = {kIpc, events, 0};
+    if (poll(&p, 1, 200) <= 0) continue;
+    if (p.revents & POLLIN) {
+      static std::vector<char> buf(kMaxFrame + 1);
+      ssize_t n = recv(kIpc, buf.data(), buf.size(), 0);
+      if (n <= 0) Fail("the broker closed the channel during the flood");
+      Reply reply;
+      std::string error;
+      if (vkms::ipc::Decode(buf.data(), static_cast<size_t>(n), &reply, &error) ==
+          vkms::ipc::RecvStatus::kOk) {
+        ++answered;
+        ++codes[reply.has_error() ? reply.error().code() : 0];
+        quiet_since = MonoNs();
+      }
+    }
+    if ((p.revents & POLLOUT) && sent < total) {
+      req.set_id(g_next_id++);
+      if (SendRaw(req.SerializeAsString(), MSG_DONTWAIT)) {
+        ++sent;
+        quiet_since = MonoNs();
+      } else {
+        --g_next_id;
+      }
+    }
+  }
+  std::string by_code;
+  for (const auto& [code, n] : codes) {
+    by_code += (by_code.empty() ? "" : ",") + std::string("\"") + std::to_string(code) +
+               "\":" + std::to_string(n);
+  }
+  Emit(R"({"ev":"valid_flood","sent":)" + std::to_string(sent) + R"(,"answered":)" +
+       std::to_string(answered) + R"(,"codes":{)" + by_code + "}}");
+}
+
 // --- the scenarios -------------------------------------------------------------------------
 
 using Args = std::vector<std::string>;
@@ -485,6 +536,10 @@ const std::map<std::string, std::function<void(const Args&)>>& WrongState() {
            SendRequest(r);  // all four in flight before reading any reply
          }
          Collect({{kId, 4}});
+       }},
+      {"valid_flood",
+       [](const Args& a) {
+         FloodReading(std::stoi(a.at(0)), static_cast<uint32_t>(std::stoul(a.at(1))));
        }},
       {"flood",
        [](const Args& a) {
@@ -598,9 +653,56 @@ const std::map<std::string, std::function<void(const Args&)>>& WrongState() {
   return table;
 }
 
+// Every descriptor this process was started with, as the broker left them at exec: what it is
+// (readlink of /proc/self/fd/N) and, for sockets, type, family and whether it listens.
+std::string DescribeInheritedFds() {
+  std::string out = R"({"ev":"fds","fds":[)";
+  bool first = true;
+  for (int fd = 0; fd < 1024; ++fd) {
+    if (fcntl(fd, F_GETFD) < 0) continue;
+    char buf[PATH_MAX];
+    ssize_t n = readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), buf, sizeof buf - 1);
+    std::string what = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+    int type = 0, listening = 0;
+    socklen_t len = sizeof type;
+    struct sockaddr_storage ss = {};
+    socklen_t sslen = sizeof ss;
+    bool sock = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+    len = sizeof listening;
+    if (sock) {
+      getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
+      getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &sslen);
+    }
+    out += std::string(first ? "" : ",") + R"({"fd":)" + std::to_string(fd) + R"(,"what":")" +
+           what + R"(","type":)" + std::to_string(sock ? type : -1) + R"(,"family":)" +
+           std::to_string(sock ? ss.ss_family : -1) + R"(,"listening":)" +
+           (listening ? "true" : "false") + "}";
+    first = false;
+  }
+  return out + "]}";
+}
+
+// Lines a compromised frontend might write to the operator's log to mislead: a forged broker
+// line, raw terminal escapes, an endless line, and a flood.
+void ForgeLogLines() {
+  auto put = [](const std::string& line) { (void)!write(STDERR_FILENO, line.data(), line.size()); };
+  put(R"({"ts":"2026-01-01T00:00:00.000Z","level":"info","proc":"vault-kms-broker",)"
+      R"("msg":"broker serving FORGED-BY-FRONTEND"})"
+      "\n");
+  put("\x1b[2J\x1b[31mFORGED-RAW-ESCAPES\x07\n");
+  put(std::string(10000, 'A') + "TAIL-OF-A-LONG-LINE\n");
+  std::string flood;
+  for (int i = 0; i < 3000; ++i)
+    flood += "{\"level\":\"info\",\"msg\":\"flood " + std::to_string(i) + "\"}\n";
+  put(flood);
+  // A last line: the broker must still relay it, so it reads on after the flood.
+  put("{\"level\":\"info\",\"msg\":\"after the flood\"}\n");
+}
+
 }  // namespace
 
 int main() {
+  const std::string fds = DescribeInheritedFds();  // before this process opens anything
   const std::string dir = SelfDir();
   g_result = open((dir + "/result").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   std::ifstream in(dir + "/scenario");
@@ -609,6 +711,7 @@ int main() {
   Args args;
   while (std::getline(in, line)) args.push_back(line);
   if (g_result < 0) Fail("cannot open the result file");
+  Emit(fds);
 
   WaitUntilBrokerReady();
   AnnounceAndWaitForGo();
@@ -641,6 +744,15 @@ int main() {
     bool sent = SendRaw(req.SerializeAsString());
     Emit(R"({"ev":"after_broker","send_ok":)" + std::string(sent ? "true" : "false") +
          R"(,"errno":")" + std::string(sent ? "" : strerrorname_np(errno)) + R"("})");
+    NeverReadAgain();
+  }
+  if (name == "idle") {
+    Emit(R"({"ev":"done"})");
+    NeverReadAgain();
+  }
+  if (name == "forge_logs") {
+    ForgeLogLines();
+    Emit(R"({"ev":"done"})");
     NeverReadAgain();
   }
   if (name == "wedge_then_wait") {

@@ -5,12 +5,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/memfd.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -26,7 +28,9 @@
 namespace vkms::seccomp {
 namespace {
 
-enum class Expect { kKilled, kErrno, kAllowed, kKernelErrno };
+// kKilledUnlogged: killed by SIGSYS without the handler's line (the kernel resets a blocked
+// SIGSYS to the default action, which kills; there is no handler left to log).
+enum class Expect { kKilled, kKilledUnlogged, kErrno, kAllowed, kKernelErrno };
 
 struct Case {
   const char* policy;  // "frontend" or "broker"
@@ -149,6 +153,49 @@ long SigactionSigsys() {
   sa.sa_handler = SIG_IGN;
   return syscall(SYS_rt_sigaction, SIGSYS, &sa, nullptr, 8);
 }
+// The review's bypass: the kernel reads the signal number from the low 32 bits, so a rule
+// comparing all 64 bits with "!= SIGSYS" let this replace the violation handler.
+long SigactionSigsysHighBits() {
+  struct sigaction sa = {};
+  sa.sa_handler = SIG_IGN;
+  return syscall(SYS_rt_sigaction, (1ULL << 32) | SIGSYS, &sa, nullptr, 8);
+}
+// Blocking SIGSYS does not make a violation survivable: the kernel forces the signal, with the
+// default action (kill) since the handler cannot run.
+long PtraceWithSigsysBlocked() {
+  sigset_t sys;
+  sigemptyset(&sys);
+  sigaddset(&sys, SIGSYS);
+  sigprocmask(SIG_BLOCK, &sys, nullptr);
+  return syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
+}
+// Landlock does not cover stat: the frontend's policy refuses it, path or not.
+long NewfstatatPath() {
+  struct stat st;
+  return syscall(SYS_newfstatat, AT_FDCWD, "/etc/hostname", &st, 0);
+}
+long NewfstatatPathWithEmptyPathFlag() {
+  struct stat st;
+  return syscall(SYS_newfstatat, AT_FDCWD, "/etc/hostname", &st, AT_EMPTY_PATH);
+}
+long SocketUdp() {
+  return syscall(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+}
+long SocketInetRaw() {
+  return syscall(SYS_socket, AF_INET, SOCK_RAW, IPPROTO_ICMP);
+}
+long SocketTcpNonblock() {
+  return syscall(SYS_socket, AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+long SocketNetlinkHighBits() {
+  return syscall(SYS_socket, (1ULL << 32) | AF_NETLINK, SOCK_RAW, 0);
+}
+long Sendmmsg() {
+  return syscall(SYS_sendmmsg, 1, nullptr, 0, 0);
+}
+long Unlinkat() {
+  return syscall(SYS_unlinkat, AT_FDCWD, "/tmp/vkms-never", 0);
+}
 long MemfdCreate() {
   return syscall(SYS_memfd_create, "x", MFD_CLOEXEC);
 }
@@ -183,11 +230,11 @@ long OpenByHandleAt() {
   return syscall(SYS_open_by_handle_at, 0, nullptr, 0);
 }
 // Allowed calls, to show the policy is not "kill everything".
-// A non-blocking listener made before the policy loads: accept() reaches the kernel, which
+// A non-blocking listener made before the policy loads: accept4() reaches the kernel, which
 // answers EAGAIN (nobody is connecting) instead of the policy killing the process.
 int g_listener = -1;
-long AcceptOnListener() {
-  return syscall(SYS_accept, g_listener, nullptr, nullptr);
+long Accept4OnListener() {
+  return syscall(SYS_accept4, g_listener, nullptr, nullptr, SOCK_CLOEXEC);
 }
 long Getpid() {
   return syscall(SYS_getpid);
@@ -224,6 +271,10 @@ const Case kCases[] = {
     {"frontend", "mmap", Expect::kKilled, 0, MmapExec},
     {"frontend", "mprotect", Expect::kKilled, 0, MprotectExec},
     {"frontend", "rt_sigaction", Expect::kKilled, 0, SigactionSigsys},
+    {"frontend", "rt_sigaction_highbits", Expect::kKilled, 0, SigactionSigsysHighBits},
+    {"frontend", "ptrace_sigsys_blocked", Expect::kKilledUnlogged, 0, PtraceWithSigsysBlocked},
+    {"frontend", "newfstatat_path", Expect::kErrno, EACCES, NewfstatatPath},
+    {"frontend", "newfstatat_emptyflag", Expect::kErrno, EACCES, NewfstatatPathWithEmptyPathFlag},
     {"frontend", "memfd_create", Expect::kKilled, 0, MemfdCreate},
     {"frontend", "bpf", Expect::kKilled, 0, Bpf},
     {"frontend", "io_uring_setup", Expect::kKilled, 0, IoUringSetup},
@@ -238,7 +289,8 @@ const Case kCases[] = {
     {"frontend", "openat", Expect::kErrno, EACCES, OpenatRead},
     {"frontend", "clone3", Expect::kErrno, ENOSYS, Clone3},
     {"frontend", "getpid", Expect::kAllowed, 0, Getpid},
-    {"frontend", "accept", Expect::kKernelErrno, EAGAIN, AcceptOnListener},
+    {"frontend", "accept", Expect::kKilled, 0, Accept},
+    {"frontend", "accept4", Expect::kKernelErrno, EAGAIN, Accept4OnListener},
     {"frontend", "write", Expect::kAllowed, 0, WriteStdout},
     // vault-kms-broker: no exec, no ptrace, no fork, no listening sockets, no writes to files.
     {"broker", "execve", Expect::kKilled, 0, Execve},
@@ -266,14 +318,27 @@ const Case kCases[] = {
     {"broker", "mmap", Expect::kKilled, 0, MmapExec},
     {"broker", "mprotect", Expect::kKilled, 0, MprotectExec},
     {"broker", "rt_sigaction", Expect::kKilled, 0, SigactionSigsys},
+    {"broker", "rt_sigaction_highbits", Expect::kKilled, 0, SigactionSigsysHighBits},
+    {"broker", "ptrace_sigsys_blocked", Expect::kKilledUnlogged, 0, PtraceWithSigsysBlocked},
+    {"broker", "socket_raw", Expect::kKilled, 0, SocketInetRaw},
+    {"broker", "unlinkat", Expect::kKilled, 0, Unlinkat},
     {"broker", "memfd_create", Expect::kKilled, 0, MemfdCreate},
     {"broker", "bpf", Expect::kKilled, 0, Bpf},
     {"broker", "io_uring_setup", Expect::kKilled, 0, IoUringSetup},
     {"broker", "prctl", Expect::kKilled, 0, Prctl},
     {"broker", "keyctl", Expect::kKilled, 0, Keyctl},
     {"broker", "socket_netlink", Expect::kErrno, EAFNOSUPPORT, SocketNetlink},
+    {"broker", "socket_netlinkhighbits", Expect::kErrno, EAFNOSUPPORT, SocketNetlinkHighBits},
     {"broker", "clone3", Expect::kErrno, ENOSYS, Clone3},
-    {"broker", "socket_unix", Expect::kAllowed, 0, SocketUnix},
+    // No path or abstract unix socket to connect to (D-Bus, journald, ...): glibc's nscd probe
+    // gets EACCES and copes.
+    {"broker", "socket_unix", Expect::kErrno, EACCES, SocketUnix},
+    {"broker", "socket_tcp", Expect::kAllowed, 0, SocketTcpNonblock},
+    {"broker", "socket_udp", Expect::kAllowed, 0, SocketUdp},  // a host name in --vault-addr
+    // Every --vault-addr an IP address: no UDP at all.
+    {"broker_nodns", "socket_udp", Expect::kKilled, 0, SocketUdp},
+    {"broker_nodns", "sendmmsg", Expect::kKilled, 0, Sendmmsg},
+    {"broker_nodns", "socket_tcp", Expect::kAllowed, 0, SocketTcpNonblock},
     {"broker", "openat_read", Expect::kAllowed, 0, OpenatRead},
     {"broker", "getpid", Expect::kAllowed, 0, Getpid},
 };
@@ -282,11 +347,23 @@ class SeccompPolicyTest : public ::testing::TestWithParam<Case> {};
 
 // "openat_trunc" -> "openat"; names that are syscalls themselves stay whole.
 std::string SyscallOf(const std::string& name) {
-  for (const char* suffix : {"_trunc", "_netlink", "_unix", "_read"}) {
+  for (const char* suffix :
+       {"_trunc", "_netlinkhighbits", "_netlink", "_unix", "_read", "_highbits", "_sigsys_blocked",
+        "_path", "_emptyflag", "_udp", "_raw", "_tcp"}) {
     size_t pos = name.rfind(suffix);
     if (pos != std::string::npos && pos + strlen(suffix) == name.size()) return name.substr(0, pos);
   }
   return name;
+}
+
+// "broker": as deployed with a host name in --vault-addr (DNS); "broker_nodns": IP addresses
+// only. Both as started by root (the socket is never deleted).
+Policy PolicyFor(const std::string& which) {
+  if (which == "frontend") return FrontendPolicy(getpid());
+  BrokerPolicyOptions o;
+  o.self = getpid();
+  o.dns = which == "broker";
+  return BrokerPolicy(o);
 }
 
 // Runs c.call() in a child under the policy; returns the wait status, the call's result and
@@ -309,8 +386,7 @@ void RunInChild(const Case& c, int* status, long* ret, int* err, std::string* st
       _exit(101);
     }
     std::string why;
-    Policy p =
-        std::string(c.policy) == "frontend" ? FrontendPolicy(getpid()) : BrokerPolicy(getpid());
+    Policy p = PolicyFor(c.policy);
     if (!Install(p, &why)) {
       (void)!write(STDERR_FILENO, why.data(), why.size());
       _exit(100);
@@ -353,6 +429,10 @@ TEST_P(SeccompPolicyTest, EndsAsThePolicySays) {
           << "violation line must name " << syscall_name << ": " << errtext;
       break;
     }
+    case Expect::kKilledUnlogged:
+      ASSERT_TRUE(WIFSIGNALED(status)) << c.name << " returned " << ret << " errno " << err;
+      EXPECT_EQ(WTERMSIG(status), SIGSYS);
+      break;
     case Expect::kErrno:
     case Expect::kKernelErrno:
       ASSERT_TRUE(WIFEXITED(status))
@@ -369,9 +449,10 @@ TEST_P(SeccompPolicyTest, EndsAsThePolicySays) {
 }
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
-  const char* verdict = info.param.expect == Expect::kKilled  ? "Kills"
-                        : info.param.expect == Expect::kErrno ? "Refuses"
-                                                              : "Allows";  // kernel decides
+  const char* verdict =
+      info.param.expect == Expect::kKilled || info.param.expect == Expect::kKilledUnlogged ? "Kills"
+      : info.param.expect == Expect::kErrno ? "Refuses"
+                                            : "Allows";  // kernel decides
   return std::string(info.param.policy) + "_" + verdict + "_" + info.param.name;
 }
 
@@ -383,7 +464,7 @@ TEST(SeccompPolicyText, DescribesEverySection) {
   EXPECT_NE(text.find("errno(EACCES)  openat"), std::string::npos) << text;
   EXPECT_NE(text.find("allow  accept4"), std::string::npos) << text;
   EXPECT_EQ(text.find("allow  connect"), std::string::npos) << "the frontend never connects";
-  std::string broker = Describe(BrokerPolicy(1));
+  std::string broker = Describe(BrokerPolicy({}));
   EXPECT_NE(broker.find("allow  connect"), std::string::npos);
   EXPECT_EQ(broker.find("allow  execve"), std::string::npos);
 }
@@ -397,6 +478,46 @@ TEST(SeccompPolicyInvariants, PoliciesWithoutTheSafetyLinesAreRefused) {
   Policy q = {"x", {HandlerExitRule(), Allow("mmap")}};
   EXPECT_FALSE(Install(q, &err));
   EXPECT_NE(err.find("PROT_EXEC"), std::string::npos) << err;
+}
+
+// The check evaluates the rules as the filter compares them, so the forms the review found
+// (and their relatives) are refused before anything is loaded.
+TEST(SeccompPolicyInvariants, RulesThatLetSigsysOrExecThroughAreRefused) {
+  // The old rule: "!= SIGSYS" on 64 bits lets (1 << 32) | SIGSYS replace the handler.
+  Policy ne = {"x", {HandlerExitRule(), Allow("rt_sigaction", {SCMP_A0(SCMP_CMP_NE, SIGSYS)})}};
+  EXPECT_NE(CheckInvariants(ne).find("\"!=\""), std::string::npos) << CheckInvariants(ne);
+  Policy range = {"x", {HandlerExitRule(), Allow("rt_sigaction", {SCMP_A0(SCMP_CMP_LE, 64)})}};
+  EXPECT_NE(CheckInvariants(range).find("other than SIGSYS"), std::string::npos)
+      << CheckInvariants(range);
+  Policy low = {"x",
+                {HandlerExitRule(),
+                 Allow("rt_sigaction", {SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffULL, SIGSYS + 256)})}};
+  EXPECT_EQ(CheckInvariants(low), "") << "a rule that can never match SIGSYS is fine";
+  Policy exec = {"x", {HandlerExitRule(), Allow("mprotect", {SCMP_A2(SCMP_CMP_LE, PROT_EXEC)})}};
+  EXPECT_NE(CheckInvariants(exec).find("PROT_EXEC"), std::string::npos) << CheckInvariants(exec);
+  // Both real policies pass, in every variant.
+  EXPECT_EQ(CheckInvariants(FrontendPolicy(1)), "");
+  for (bool dns : {false, true}) {
+    for (bool remove : {false, true}) {
+      EXPECT_EQ(CheckInvariants(BrokerPolicy({1, dns, remove})), "");
+    }
+  }
+}
+
+// Deny rules match on the low 32 bits (what the kernel reads); allow rules on all 64 bits.
+TEST(SeccompPolicyInvariants, AllowRulesCompareAllSixtyFourBits) {
+  const Policy broker = BrokerPolicy({1, true, false});
+  const uint64_t tcp[6] = {AF_INET, SOCK_STREAM, 0, 0, 0, 0};
+  const uint64_t tcp_high[6] = {(1ULL << 32) | AF_INET, SOCK_STREAM, 0, 0, 0, 0};
+  EXPECT_TRUE(Allows(broker, "socket", tcp));
+  EXPECT_FALSE(Allows(broker, "socket", tcp_high));
+  for (const Rule& r : broker.rules) {
+    if (r.action == Action::kAllow) continue;
+    for (const auto& c : r.args) {
+      EXPECT_TRUE(c.op == SCMP_CMP_MASKED_EQ && c.datum_a == 0xffffffffULL)
+          << r.syscall << ": a deny rule must compare the low 32 bits only (Low32Eq)";
+    }
+  }
 }
 
 }  // namespace

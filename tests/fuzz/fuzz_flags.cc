@@ -27,6 +27,7 @@ void CheckConfig(const BrokerConfig& c) {
   FUZZ_CHECK(c.socket_path.size() < sizeof(sockaddr_un::sun_path));
   if (c.abstract_socket) {
     FUZZ_CHECK(c.socket_path[0] == '\0' && c.socket_path.size() >= 2);
+    FUZZ_CHECK(!c.allowed_peer_uids.empty());  // nothing else would protect it
   } else {
     FUZZ_CHECK(c.socket_path[0] == '/');
   }

@@ -2,12 +2,15 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -44,6 +47,10 @@ PluginProcess::~PluginProcess() {
   if (!dir_.empty()) std::filesystem::remove_all(dir_);
 }
 
+uid_t PluginProcess::Owner() const {
+  return options_.run_as_uid != 0 ? options_.run_as_uid : kBrokerUid;
+}
+
 void PluginProcess::WriteCredential(const std::string& name, const std::string& value) {
   std::string path = dir_ + "/creds/" + name;
   std::string tmp = path + ".tmp";
@@ -52,7 +59,7 @@ void PluginProcess::WriteCredential(const std::string& name, const std::string& 
     out << value << "\n";
   }
   chmod(tmp.c_str(), 0400);
-  if (Root()) (void)!chown(tmp.c_str(), kBrokerUid, kBrokerUid);
+  if (Root()) (void)!chown(tmp.c_str(), Owner(), Owner());
   std::filesystem::rename(tmp, path);  // atomic replace, as an operator's tooling would do
 }
 
@@ -72,7 +79,10 @@ bool PluginProcess::Start(std::string* error) {
   std::filesystem::create_directory(dir_ + "/run");
   chmod((dir_ + "/creds").c_str(), 0755);
   chmod((dir_ + "/run").c_str(), 0755);
-  if (Root()) (void)!chown((dir_ + "/run").c_str(), kBrokerUid, kBrokerUid);
+  // A broker started as non-root creates (and removes) its socket in a directory of its own.
+  if (Root() && options_.run_as_uid != 0) {
+    (void)!chown((dir_ + "/run").c_str(), options_.run_as_uid, options_.run_as_uid);
+  }
   socket_path_ = dir_ + "/run/kms.sock";
   log_path_ = dir_ + "/plugin.log";
 
@@ -103,7 +113,7 @@ bool PluginProcess::Start(std::string* error) {
   }
   for (const auto& f : options_.extra_flags) args.push_back(f);
 
-  std::vector<std::string> env;
+  std::vector<std::string> env = options_.env;
   if (options_.configure_by_environment) {
     // --some-flag=value -> VAULT_KMS_SOME_FLAG=value; repeated flags become one list.
     std::map<std::string, std::string> vars;
@@ -117,7 +127,19 @@ bool PluginProcess::Start(std::string* error) {
   }
 
   launched_at_ = std::chrono::steady_clock::now();
-  pid_ = SpawnLogged(args, log_path_, error, env);
+  if (options_.stdin_path.empty() && options_.run_as_uid == 0 && env.empty()) {
+    pid_ = SpawnLogged(args, log_path_, error);
+  } else {
+    int in = open(options_.stdin_path.empty() ? "/dev/null" : options_.stdin_path.c_str(),
+                  O_RDONLY | O_CLOEXEC);
+    int logfd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    pid_ = in >= 0 && logfd >= 0
+               ? SpawnClean(args, logfd, logfd, false, in, Root() ? options_.run_as_uid : 0, env)
+               : -1;
+    if (in >= 0) close(in);
+    if (logfd >= 0) close(logfd);
+    if (pid_ < 0) *error = "cannot start the broker with stdin " + options_.stdin_path;
+  }
   if (pid_ < 0) return false;
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < until) {
@@ -234,20 +256,28 @@ std::string PluginProcess::Logs() const {
 }
 
 pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin,
-                 const std::vector<std::string>& env) {
-  std::vector<std::string> copy = args, env_copy = env;
-  std::vector<char*> argv, envp;
+                 int in_fd, uid_t as_uid, const std::vector<std::string>& env) {
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_copy = env;
+  std::vector<char*> envp;
   for (auto& e : env_copy) envp.push_back(e.data());
   envp.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(out_fd, STDOUT_FILENO);
     dup2(err_fd, STDERR_FILENO);
-    if (null_stdin) {
+    if (in_fd >= 0) {
+      dup2(in_fd, STDIN_FILENO);
+    } else if (null_stdin) {
       int devnull = open("/dev/null", O_RDONLY);
       dup2(devnull, STDIN_FILENO);
+    }
+    if (as_uid != 0 && (setgroups(0, nullptr) != 0 || setresgid(as_uid, as_uid, as_uid) != 0 ||
+                        setresuid(as_uid, as_uid, as_uid) != 0)) {
+      _exit(126);
     }
     // A clean environment: no VAULT_* from the developer's shell leaks into the test.
     execve(argv[0], argv.data(), envp.data());
@@ -257,13 +287,13 @@ pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, b
 }
 
 pid_t SpawnLogged(const std::vector<std::string>& args, const std::string& log_path,
-                  std::string* error, const std::vector<std::string>& env) {
+                  std::string* error) {
   int logfd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (logfd < 0) {
     *error = "cannot create the log file";
     return -1;
   }
-  pid_t pid = SpawnClean(args, logfd, logfd, true, env);
+  pid_t pid = SpawnClean(args, logfd, logfd, true);
   close(logfd);
   if (pid < 0) *error = "fork failed";
   return pid;
@@ -335,6 +365,20 @@ std::string ProcStatusField(pid_t pid, const std::string& field) {
     }
   }
   return "";
+}
+
+bool SocketReleased(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+  if (geteuid() != 0) return false;
+  int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {};
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  int rc = connect(c, reinterpret_cast<struct sockaddr*>(&a), sizeof a);
+  int err = errno;
+  close(c);
+  return rc != 0 && err == ECONNREFUSED;
 }
 
 }  // namespace vkms::testing

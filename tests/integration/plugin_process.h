@@ -3,7 +3,7 @@
 // process is stopped by pid and every file removed by Stop()/the destructor.
 //
 // When the tests run as root (CI), the credential files are owned by the broker user with
-// mode 0400 and the socket directory by the broker user, as in a real deployment; the two
+// mode 0400 and the socket directory by root (mode 0755), as in a real deployment; the two
 // processes then run as 65532 (broker) and 65533 (frontend).
 #pragma once
 
@@ -31,12 +31,20 @@ struct PluginOptions {
   std::string key_refresh = "1s";
   std::string log_level = "debug";
   std::vector<std::string> extra_flags;
-  // Every flag above becomes its VAULT_KMS_<FLAG> variable and the broker gets no argument:
-  // a start configured only by the environment, as a systemd EnvironmentFile gives it.
+  // Every flag above becomes its VAULT_KMS_<FLAG> variable (added to `env`) and the broker
+  // gets no argument: a start configured only by the environment, as a systemd
+  // EnvironmentFile gives it.
   bool configure_by_environment = false;
   // The broker executable; empty means BuildDir()/vault-kms-broker. A copy elsewhere starts
   // whatever vault-kms-frontend sits beside it (the boundary tests put a hostile one there).
   std::string broker_path;
+  // The broker's stdin; empty means /dev/null.
+  std::string stdin_path;
+  // When the tests run as root: start the broker as this uid instead (its files and socket
+  // directory then belong to it), to test what holds in a non-root start. 0 = as the test.
+  uid_t run_as_uid = 0;
+  // The broker's environment ("NAME=value"); empty by default, so nothing leaks from the shell.
+  std::vector<std::string> env;
 };
 
 class PluginProcess {
@@ -77,6 +85,7 @@ class PluginProcess {
 
  private:
   void WriteCredential(const std::string& name, const std::string& value);
+  uid_t Owner() const;  // of the credential files: the uid the broker reads them as
 
   PluginOptions options_;
   std::string dir_, socket_path_, log_path_;
@@ -89,15 +98,15 @@ class PluginProcess {
 // The build directory (where vault-kms-broker and vaultsim live).
 std::string BuildDir();
 
-// Forks and runs args[0] with args and an environment of only `env` ("NAME=value"; none by
-// default), stdout to out_fd and stderr to err_fd, stdin from /dev/null when null_stdin.
-// Returns the child's pid, or -1 if fork failed.
+// Forks and runs args[0] with args and an empty environment, stdout to out_fd and stderr to
+// err_fd, stdin from in_fd if given, else from /dev/null when null_stdin. Returns the child's
+// pid, or -1 if fork failed.
 pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin,
-                 const std::vector<std::string>& env = {});
+                 int in_fd = -1, uid_t as_uid = 0, const std::vector<std::string>& env = {});
 // SpawnClean with stdout and stderr both written to log_path (created or truncated) and stdin
 // from /dev/null. Returns the pid, or -1 with a short reason in *error.
 pid_t SpawnLogged(const std::vector<std::string>& args, const std::string& log_path,
-                  std::string* error, const std::vector<std::string>& env = {});
+                  std::string* error);
 
 // What a finished child left: its wait status and what it wrote.
 struct Captured {
@@ -116,6 +125,11 @@ std::string ReadFile(const std::string& path);
 // A plain HTTP GET on 127.0.0.1 (the metrics listener is localhost-only, no TLS): the status
 // code (0 if the connection failed) and the body.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);
+// After the broker stopped: nobody can connect to the socket any more (ECONNREFUSED), even
+// through a frontend left behind holding it; and when the broker could write the socket's
+// directory (non-root runs) the file is gone. As root the directory is root's alone
+// (broker/listen_socket.h), so the file stays for the next start to remove.
+bool SocketReleased(const std::string& path);
 // One field of /proc/PID/status ("CapEff", "Seccomp", ...), "" if absent.
 std::string ProcStatusField(pid_t pid, const std::string& field);
 

@@ -230,11 +230,37 @@ TEST_F(BrokerConfigTest, VaultConcurrencySetsTheWorkerCount) {
 TEST_F(BrokerConfigTest, AbstractSocket) {
   auto args = Base();
   args[0] = "--socket=unix:///@vault-kms";
+  args.push_back("--allowed-peer-uids=0");
   BrokerConfig c;
   std::string msg;
   ASSERT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kOk) << msg;
   EXPECT_TRUE(c.abstract_socket);
   EXPECT_EQ(c.socket_path, std::string("\0vault-kms", 10));
+}
+
+// No file mode, group or directory protects an abstract socket: without a peer allow-list any
+// process in the network namespace could decrypt.
+TEST_F(BrokerConfigTest, AbstractSocketNeedsAPeerAllowList) {
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{}, std::vector<std::string>{"--allowed-peer-uids="}}) {
+    auto args = Base();
+    args[0] = "--socket=unix:///@vault-kms";
+    for (const auto& e : extra) args.push_back(e);
+    BrokerConfig c;
+    std::string msg;
+    EXPECT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kError);
+    EXPECT_NE(msg.find("--socket"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--allowed-peer-uids"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  auto args = Base();
+  args[0] = "--socket=unix:///@vault-kms";
+  args.push_back("--allowed-peer-uids=0");
+  args.push_back("--socket-mode=0600");
+  BrokerConfig c;
+  std::string msg;
+  EXPECT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kError) << "a mode silently ignored";
+  EXPECT_NE(msg.find("--socket-mode"), std::string::npos) << msg;
 }
 
 struct BadFlag {
@@ -357,8 +383,10 @@ TEST(BrokerFlagsReadme, TableListsEveryFlagWithItsVariables) {
   };
   std::map<std::string, std::set<std::string>> vars;  // flag -> variables in the table
   std::map<std::string, std::string> defaults;        // flag -> its default cell
+  bool in_flags = false;  // the table of the "### Flags" section, not the troubleshooting one
   for (std::string line; std::getline(in, line);) {
-    if (line.rfind("| `--", 0) != 0) continue;
+    if (line.rfind("#", 0) == 0) in_flags = line == "### Flags";
+    if (!in_flags || line.rfind("| `--", 0) != 0) continue;
     std::vector<std::string> cells = split(line.substr(1, line.size() - 2), "|");
     for (auto& c : cells) {
       c.erase(0, c.find_first_not_of(' '));
