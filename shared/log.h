@@ -71,6 +71,9 @@ void Init(const char* process_name, std::string_view level);
 
 // Whether a line at `level` would be written. Cheap: one relaxed atomic load.
 bool Enabled(Level level);
+inline bool DebugEnabled() {
+  return Enabled(Level::kDebug);
+}
 
 void Debug(std::string_view msg, const Fields& fields = {});
 void Info(std::string_view msg, const Fields& fields = {});

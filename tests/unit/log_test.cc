@@ -136,6 +136,7 @@ TEST(LogSink, LazyFieldsAreBuiltOnlyForLinesWritten) {
   };
   Init("log-test", "info");
   EXPECT_FALSE(Enabled(Level::kDebug));
+  EXPECT_FALSE(DebugEnabled());
   EXPECT_TRUE(Enabled(Level::kInfo));
   std::string out = CaptureStderr([&] { Debug("below the level", make); });
   EXPECT_EQ(built, 0) << "fields built for a debug line at info";
