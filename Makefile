@@ -14,17 +14,29 @@ DEB_PACKAGES := build-essential cmake pkg-config ca-certificates openssl curl py
   libgoogle-glog-dev prometheus-cpp-dev libmicrohttpd-dev libgtest-dev libgmock-dev libcpp-httplib-dev \
   clang clang-format libclang-rt-14-dev python3-yaml prometheus
 
-.PHONY: all deps build test test-sanitize fuzz fuzz-build fuzz-smoke demo audit clean format \
-  format-check soak bench
+# What `make image`, `make deb` and their tests use besides the build: gzip and dpkg (the image's
+# layer and SBOM), umoci and skopeo (validate the image, unpack it), dpkg-dev (dpkg-shlibdeps),
+# help2man (the man page), lintian, systemd (systemd-analyze verify), adduser (postinst).
+PACKAGING_PACKAGES := gzip dpkg dpkg-dev umoci skopeo lintian help2man systemd adduser
+
+# Debian's interpreter (a python3 earlier in PATH may lack python3-yaml).
+PYTHON3 ?= /usr/bin/python3
+# File times in the image: the commit's, unless the caller sets it (a release's time).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+export SOURCE_DATE_EPOCH
+
+.PHONY: all deps deps-packaging build test test-sanitize fuzz fuzz-build fuzz-smoke demo audit \
+  clean format format-check soak bench image deb
 
 all: build
 
 # Idempotent: installs only what is missing, runs `apt-get update` first when it must install.
-# `prometheus` is there for promtool (the tests validate /metrics and the alerting rules); on a
-# host with systemd the Prometheus server it would start is stopped and disabled when this
-# target installed it.
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# `prometheus` is in DEB_PACKAGES for promtool (the tests validate /metrics and the alerting
+# rules); on a host with systemd the Prometheus server it would start is stopped and disabled
+# when this target installed it.
+# $(1): the packages.
+define install_debs
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
@@ -38,6 +50,13 @@ deps:
 	    echo "deps: prometheus is installed for promtool only; stopping the server it started"; \
 	    systemctl disable --now prometheus.service || true; fi;; \
 	esac
+endef
+
+deps:
+	$(call install_debs,$(DEB_PACKAGES))
+
+deps-packaging:
+	$(call install_debs,$(PACKAGING_PACKAGES))
 
 $(BUILD)/CMakeCache.txt: CMakeLists.txt
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
@@ -46,7 +65,9 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+# The Package.* tests (tests/package) build the image and the .deb themselves, as `make image`
+# and `make deb` do, and check them.
+test: build deps-packaging
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 	$(MAKE) --no-print-directory fuzz-smoke
 
@@ -97,6 +118,16 @@ fuzz: fuzz-build
 # ~5 s per target: part of `make test`.
 fuzz-smoke: fuzz-build
 	$(call fuzz_run,5)
+
+# build/vault-kms-image.tar: an OCI image archive (no registry, no daemon), reproducible from
+# the commit; its SBOM beside it. Prints the reference and digest (README, "Install").
+image: build deps-packaging
+	$(PYTHON3) packaging/image/build-image.py --build-dir $(BUILD)
+
+# build/vault-kms_<version>_<arch>.deb (CPack's DEB generator; Depends from dpkg-shlibdeps).
+deb: build deps-packaging
+	cmake --build $(BUILD) --target vkms-deb-files
+	cd $(BUILD) && cpack -G DEB
 
 demo: build
 	./tests/demo.sh $(BUILD)

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "broker/tls_files.h"
+#include "shared/listen_address.h"
 #include "shared/log.h"
 
 namespace vkms::broker {
@@ -89,7 +91,7 @@ constexpr char kRoleIdNotFromEnv[] =
 
 const std::vector<flags::Spec>& BrokerFlagSpecs() {
   static const std::vector<flags::Spec> specs = {
-      {"socket", "", "unix:///opt/kms/vault-kms.sock",
+      {"socket", "", "unix:///var/run/kmsplugin/vault-kms.sock",
        "KMS v2 socket: unix:///path, unix:///@abstract, or a bare absolute path"},
       {"socket-mode", "", "0660", "permissions of the socket file (octal)"},
       {"socket-group", "", "", "group (name or gid) owning the socket file"},
@@ -261,6 +263,9 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
       return Fail(message, src(f) + ": cannot read " + *path);
     }
   }
+  // Read now, as root, before lockdown: a file that is not PEM would otherwise only show up
+  // as a TLS error at every call, retried forever.
+  if (std::string bad = CheckTlsFiles(v); !bad.empty()) return Fail(message, bad);
   v.ns = p.GetOr("vault-namespace", "");
   v.auth_ns = p.GetOr("vault-auth-namespace", v.ns);
   for (const char* f : {"vault-namespace", "vault-auth-namespace"}) {
@@ -345,14 +350,13 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
 
   c->metrics_listen = p.GetOr("metrics-listen", "");
   {
-    const std::string& m = c->metrics_listen;
-    size_t colon = m.rfind(':');
-    unsigned long long port;
-    if (colon == std::string::npos || colon == 0 ||
-        !flags::ParseUint(m.substr(colon + 1), 65535, &port) ||
-        m.find_first_of(" /,") != std::string::npos) {
+    ListenAddress listen;
+    std::string why;
+    if (!ParseListenAddress(c->metrics_listen, &listen, &why)) {
       return Fail(message, src("metrics-listen") +
-                               ": expected host:port such as 127.0.0.1:8080, got \"" + m + "\"");
+                               ": expected host:port such as 127.0.0.1:8080 or [::1]:8080, "
+                               "got \"" +
+                               c->metrics_listen + "\": " + why);
     }
   }
   c->log_level = p.GetOr("log-level", "");

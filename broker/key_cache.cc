@@ -7,6 +7,7 @@
 #include <ctime>
 #include <set>
 
+#include "broker/capabilities.h"
 #include "broker/vault_backend.h"
 #include "shared/log.h"
 
@@ -251,21 +252,24 @@ void KeyCache::Run() {
 Status KeyCache::Refresh(Deadline deadline, const std::atomic<bool>* cancel) {
   Clock::time_point started = Clock::now();
   const std::string name = config_.transit_mount + "/" + config_.transit_key;
-  VaultResponse r = tokens_->CallWithToken(HttpMethod::kGet,
-                                           config_.transit_mount + "/keys/" + config_.transit_key,
-                                           "", config_.ns, deadline, cancel);
+  const TransitNames names{config_.transit_mount, config_.transit_key};
+  VaultCall call = [&](HttpMethod method, const std::string& path, std::string_view body) {
+    return tokens_->CallWithToken(method, path, body, config_.ns, deadline, cancel);
+  };
+  VaultResponse r = call(HttpMethod::kGet, names.KeyPath(), "");
   Status s;
   auto meta = std::make_shared<KeyMetadata>();
+  bool parsed = false;
+  CapabilityVerdict verdict;
   if (r.transport == Code::kUnauthenticated) {
     s = Status(Code::kUnavailable, r.error);  // already a full reason (login failure)
   } else if (r.transport == Code::kFailedPrecondition) {
     s = Status(Code::kFailedPrecondition, "invalid vault configuration: " + r.error);
   } else if (r.transport != Code::kOk) {
-    s = Status(r.transport, "vault unreachable: " + r.error);
-  } else if (r.status == 404) {
-    s = Status(Code::kFailedPrecondition, "transit key " + name + " not found");
-  } else if (r.status == 403) {
-    s = Status(Code::kPermissionDenied, "permission denied reading transit key " + name);
+    s = Status(r.transport, TransportFailureReason(r));
+  } else if (r.status == 404 || r.status == 403) {
+    s = Status(r.status == 404 ? Code::kFailedPrecondition : Code::kPermissionDenied,
+               KeyUnreadableText(names.KeyPath(), r.status, r.error));
   } else if (r.status == 429 || r.status >= 500) {
     s = Status(
         Code::kUnavailable,
@@ -277,6 +281,12 @@ Status KeyCache::Refresh(Deadline deadline, const std::atomic<bool>* cancel) {
   } else {
     s = ParseKeyMetadata(r.json.isObject() ? r.json["data"] : Json::Value(), config_.ns,
                          config_.transit_mount, config_.transit_key, meta.get());
+    // On the refresh's schedule, never on a request: may the token do everything it must?
+    parsed = s.ok();
+    if (parsed) {
+      verdict = VerifyTokenCapabilities(names, meta->latest_version, call);
+      s = verdict.status;
+    }
   }
 
   std::lock_guard<std::mutex> lock(mu_);
@@ -284,6 +294,26 @@ Status KeyCache::Refresh(Deadline deadline, const std::atomic<bool>* cancel) {
   // must not replace a newer one.
   if (started < last_applied_start_) return s;
   last_applied_start_ = started;
+  if (parsed) {
+    // Fresh metadata even when the token may not use it: Health reports the token's problem.
+    if (!meta_ || meta_->key_id != meta->key_id) {
+      log::Info("transit key version in use",
+                {{"key", name},
+                 {"version", meta->latest_version},
+                 {"previous_version", meta_ ? log::Value(meta_->latest_version) : "none"},
+                 {"key_id", meta->key_id}});
+    }
+    meta_ = std::move(meta);
+    last_success_ = Clock::now();
+    if (verdict.by_round_trip && !capabilities_by_round_trip_) {
+      log::Warning(
+          "cannot verify the token's capabilities: allow update on sys/capabilities-self "
+          "(deploy/vault/kms-policy.hcl); encrypt and decrypt were verified by a round trip "
+          "instead",
+          {{"key", name}});
+    }
+    capabilities_by_round_trip_ = verdict.by_round_trip;
+  }
   if (!s.ok()) {
     ++refreshes_failed_;
     if (last_ok_ || last_error_ != s.message()) {
@@ -294,17 +324,8 @@ Status KeyCache::Refresh(Deadline deadline, const std::atomic<bool>* cancel) {
     return s;
   }
   ++refreshes_ok_;
-  if (!meta_ || meta_->key_id != meta->key_id) {
-    log::Info("transit key version in use",
-              {{"key", name},
-               {"version", meta->latest_version},
-               {"previous_version", meta_ ? log::Value(meta_->latest_version) : "none"},
-               {"key_id", meta->key_id}});
-  }
-  meta_ = std::move(meta);
   last_ok_ = true;
   last_error_.clear();
-  last_success_ = Clock::now();
   return s;
 }
 

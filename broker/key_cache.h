@@ -1,6 +1,8 @@
 // KeyCache: the broker's cached view of the Transit key (GET <mount>/keys/<key>), refreshed
 // in the background every key_refresh_interval and on demand. Status/Health and the pinned
-// Encrypt version are answered from it, never from a Vault round trip.
+// Encrypt version are answered from it, never from a Vault round trip. Every refresh also
+// verifies that the token may do all the broker needs (VerifyTokenCapabilities); until it may,
+// the refresh counts as failed and State().last_error names what is missing.
 //
 // Callers: VaultBackend. Assumes the TokenManager outlives it and that the config's mount,
 // key and namespace are already normalised (no leading/trailing '/'), since they go into
@@ -89,6 +91,7 @@ class KeyCache {
   Clock::time_point last_success_;
   Clock::time_point last_applied_start_;
   uint64_t refreshes_ok_ = 0, refreshes_failed_ = 0;
+  bool capabilities_by_round_trip_ = false;  // sys/capabilities-self refused (logged once)
   bool on_demand_ = false;
   Clock::time_point last_on_demand_;
   bool stop_ = false;

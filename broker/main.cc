@@ -19,6 +19,7 @@
 #include "broker/broker.h"
 #include "broker/check.h"
 #include "broker/config.h"
+#include "broker/effective_config.h"
 #include "broker/listen_socket.h"
 #include "broker/lockdown.h"
 #include "broker/log_relay.h"
@@ -196,6 +197,7 @@ int Main(int argc, char** argv) {
   log::Init("vault-kms-broker", config.log_level);
   // A preflight only: no socket, no frontend, no lockdown (broker/check.h).
   if (config.check) return RunCheck(config, std::cout);
+  log::Info("broker starting", EffectiveConfigFields(config));
   const bool root = geteuid() == 0;
 
   // Signals are read from a signalfd in the main loop; block them before any thread exists.

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "broker/auth_answer.h"
+#include "broker/capabilities.h"
 #include "shared/log.h"
 
 namespace vkms::broker {
@@ -10,7 +11,7 @@ namespace {
 
 std::string TransportReason(const VaultResponse& r) {
   if (r.transport == Code::kFailedPrecondition) return "invalid vault configuration: " + r.error;
-  return "vault unreachable: " + r.error;
+  return TransportFailureReason(r);
 }
 
 Code TransportCode(const VaultResponse& r) {
@@ -284,7 +285,10 @@ Status TokenManager::Renew(Deadline deadline) {
     Status s = r.transport != Code::kOk
                    ? Status(TransportCode(r), TransportReason(r))
                    : Status(Code::kUnavailable,
-                            "vault token renewal failed: " + (r.ok() ? why : HttpReason(r)));
+                            "vault token renewal failed: " +
+                                (r.ok()            ? why
+                                 : r.status == 403 ? DeniedText("update", req.path, r.error)
+                                                   : HttpReason(r)));
     ++renewals_failed_;
     last_error_ = s.message();
     ScheduleLocked(Next::kLogin, Clock::duration::zero());

@@ -1,6 +1,7 @@
 #include "broker/vault_backend.h"
 
 #include "broker/base64.h"
+#include "broker/capabilities.h"
 #include "broker/key_cache.h"
 #include "broker/token_manager.h"
 #include "broker/vault_backend_internal.h"
@@ -83,14 +84,20 @@ Status MapVaultError(VaultOp op, const VaultResponse& r, const std::string& key_
     case Code::kFailedPrecondition:
       return Status(Code::kFailedPrecondition, "invalid vault configuration: " + r.error);
     default:
-      return Status(Code::kUnavailable, "vault unreachable: " + r.error);
+      return Status(Code::kUnavailable, TransportFailureReason(r));
   }
   const std::string& msg = r.error;
   if (r.status == 429 || r.status >= 500) {
     return Status(Code::kUnavailable, "vault unavailable: " + Reason(msg, r.status));
   }
   if (r.status == 403) {
-    return Status(Code::kPermissionDenied, "vault denied the request: " + Reason(msg, r.status));
+    // Name the path Vault refused, so the fix (a policy rule) is obvious.
+    const size_t slash = key_name.rfind('/');
+    const TransitNames names{key_name.substr(0, slash), key_name.substr(slash + 1)};
+    return Status(
+        Code::kPermissionDenied,
+        DeniedText("update", op == VaultOp::kEncrypt ? names.EncryptPath() : names.DecryptPath(),
+                   msg));
   }
   if (r.status == 404 || msg.find("encryption key not found") != std::string::npos) {
     return Status(Code::kFailedPrecondition, "transit key " + key_name + " not found");
@@ -202,11 +209,13 @@ BackendHealth VaultBackend::Health() const {
               "s ago)";
     if (!k.last_error.empty()) problem += ": " + k.last_error;
   }
-  h.ready = problem.empty();
-  h.ready_reason = h.ready ? "ok" : problem;
   if (problem.empty() && !k.last_refresh_ok) problem = k.last_error;
   h.healthy = problem.empty();
   h.healthz = h.healthy ? "ok" : problem;
+  // /readyz and Status must turn together: ready is healthy, not "healthy a few refreshes ago"
+  // (kube-apiserver reads Status; a probe that lagged it would keep routing to a broken plugin).
+  h.ready = h.healthy;
+  h.ready_reason = h.healthz;
   return h;
 }
 

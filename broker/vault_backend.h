@@ -19,10 +19,11 @@
 namespace vkms::broker {
 
 struct BackendHealth {
-  bool healthy = false;      // token held, key metadata known and recent
+  // Token held, key metadata known and recent, last refresh (capability check included) ok.
+  bool healthy = false;
   std::string healthz;       // "ok" or a short reason an operator can act on (no secrets)
-  bool ready = false;        // token held and key metadata fresh
-  std::string ready_reason;  // "ok" or why not
+  bool ready = false;        // == healthy: /readyz turns in the same refresh as Status
+  std::string ready_reason;  // == healthz
   std::string key_id;        // current key_id ("" until metadata was read once)
   uint64_t key_version = 0;  // current (pinned) Transit key version
 };

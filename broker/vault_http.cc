@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -136,11 +137,41 @@ bool TransientCurlError(CURLcode rc) {
   }
 }
 
+// Failures of TLS itself: Vault (or something) answered at that address, but the handshake or
+// the certificate check failed. A TLS alert from the server (e.g. "certificate required" when
+// Vault wants a client certificate) arrives as a send/receive error naming OpenSSL.
+bool TlsCurlError(CURLcode rc, const char* errbuf) {
+  switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+      return true;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+      // Not every error inside SSL_read is TLS's: "Connection reset by peer" is the network.
+      return errbuf != nullptr &&
+             (strstr(errbuf, "SSL routines") != nullptr || strstr(errbuf, " alert ") != nullptr);
+    default:
+      return false;
+  }
+}
+
 int Cancelled(void* flag, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0;
 }
 
 }  // namespace
+
+std::string TransportFailureReason(const VaultResponse& r) {
+  return (r.tls_failure ? "vault TLS error: " : "vault unreachable: ") + r.error;
+}
 
 std::chrono::milliseconds Jitter(std::chrono::milliseconds d) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -627,6 +658,7 @@ VaultResponse VaultHttp::TryEndpoint(const VaultRequest& req, const Endpoint& ba
                              : CurlReason(ex.rc, ex.os_errno, ex.errbuf);
       resp.status = 0;
       resp.transient = !timed_out && TransientCurlError(ex.rc);
+      resp.tls_failure = !timed_out && TlsCurlError(ex.rc, ex.errbuf);
       log::Debug("vault request failed", [&] {
         return log::Fields{
             {"path", req.path}, {"addr", ep.addr}, {"error", resp.error}, {"ms", ms}};
@@ -636,6 +668,7 @@ VaultResponse VaultHttp::TryEndpoint(const VaultRequest& req, const Endpoint& ba
 
     resp.transport = Code::kOk;
     resp.transient = false;
+    resp.tls_failure = false;
     resp.retry_after = std::chrono::seconds(ex.retry_after_s);
     resp.status = ex.status;
     resp.json = Json::Value();
@@ -762,6 +795,23 @@ VaultResponse VaultHttp::Call(const VaultRequest& req) {
   VaultResponse resp = CallUntimed(req);
   request_metrics_.Record(req.path, resp.status,
                           std::chrono::duration<double>(Clock::now() - start).count());
+  // Sealed, leaderless or behind a failing gateway counts as away; the caller's own deadline
+  // or a cancellation says nothing about Vault.
+  const bool cancelled = req.cancel != nullptr && req.cancel->load();
+  const bool away = resp.transport == Code::kUnavailable ||
+                    (resp.transport == Code::kOk &&
+                     (resp.status == 502 || resp.status == 503 || resp.status == 504));
+  if (!cancelled && (away || resp.transport == Code::kOk)) {
+    std::string why =
+        resp.transport == Code::kOk
+            ? "HTTP " + std::to_string(resp.status) + (resp.error.empty() ? "" : ": " + resp.error)
+            : TransportFailureReason(resp);
+    if (auto back = reachability_.Observe(!away, why, Clock::now())) {
+      const double seconds = static_cast<double>(back->away.count()) / 1000;
+      log::Info("vault reachable again",
+                {{"away_seconds", seconds}, {"last_error", back->last_error}, {"addr", resp.addr}});
+    }
+  }
   return resp;
 }
 

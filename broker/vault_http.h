@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "broker/vault_config.h"
+#include "broker/vault_reachability.h"
 #include "shared/json_string.h"
 #include "shared/status.h"
 #include "shared/vault_metrics.h"
@@ -63,6 +64,9 @@ struct VaultResponse {
   // Transport failures only: whether the same request could succeed after a pause (a refused
   // connection may; a certificate that does not verify will not).
   bool transient = false;
+  // Transport failures only: the TLS handshake or certificate verification failed (Vault was
+  // reached, so this is never reported as "unreachable").
+  bool tls_failure = false;
   std::chrono::seconds retry_after{0};  // a 429's Retry-After
 
   bool ok() const { return transport == Code::kOk && status >= 200 && status < 300; }
@@ -130,10 +134,15 @@ class VaultHttp {
 
   std::atomic<size_t> preferred_{0};
   metrics::VaultRequestMetrics request_metrics_;
+  VaultReachability reachability_;  // logs "vault reachable again" after an outage
   std::atomic<int64_t> last_reprobe_ms_{0};
   std::atomic<uint64_t> connections_opened_{0};
   bool needs_dns_ = true;
 };
+
+// The reason for a transport failure (r.transport not kOk): "vault TLS error: <why>" when the
+// TLS handshake or certificate verification failed, else "vault unreachable: <why>".
+std::string TransportFailureReason(const VaultResponse& r);
 
 // True when some --vault-addr names its host (not an IP literal), so the broker must resolve
 // names. When false, the broker's sandbox has no UDP at all (seccomp/broker_policy.h) and a

@@ -55,7 +55,14 @@ struct HttpServer::Handlers {
       *body = "broker not answering: " + s.message() + "\n";
       return 503;
     }
-    if (!readiness || st.ready) {  // alive: the frontend runs and the broker answers
+    if (!readiness) {
+      // Alive: the frontend runs and the broker answers, whatever Vault does (a liveness probe
+      // must not restart the plugin for a Vault outage). The body is Status's healthz, so it
+      // changes in the same refresh as Status does.
+      *body = st.healthz + "\n";
+      return 200;
+    }
+    if (st.ready) {
       *body = "ok\n";
       return 200;
     }

@@ -16,3 +16,9 @@ path "auth/token/lookup-self" {
 path "auth/token/renew-self" {
   capabilities = ["update"]
 }
+# The broker asks at start and at every key refresh whether this token may still do all of the
+# above, and reports exactly what is missing (Status healthz, /readyz, `check`). Vault's default
+# policy has this rule, but setup.sh's role sets token_no_default_policy.
+path "sys/capabilities-self" {
+  capabilities = ["update"]
+}

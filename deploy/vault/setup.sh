@@ -102,7 +102,7 @@ elif [ "$type" != approle ]; then
   die "auth method at $APPROLE_MOUNT/ is '$type', not approle"
 fi
 #  - the policy and nothing else (no "default" policy: the minimal policy already grants the
-#    token self-lookup and renewal the broker uses);
+#    token self-lookup, renewal and sys/capabilities-self the broker uses);
 #  - service tokens (renewable: the broker renews, and logs in again at token_max_ttl);
 #  - secret_id_num_uses=0: the broker logs in with the same secret-id at every start and after
 #    every token expiry; secret_id_ttl bounds its life instead: issue a new one before it ends.

@@ -52,6 +52,15 @@ OTHER_TOOLS_FLAGS = {
     "from": "Containerfile COPY",
     "ignorefile": "podman build",
     "now": "systemctl enable",
+    "build-arg": "docker build",
+    "build": "cmake",
+    "digests": "crictl images",
+    "system": "adduser",
+    "group": "adduser",
+    "no-create-home": "adduser",
+    "home": "adduser",
+    "build-dir": "packaging/image/build-image.py",
+    "rootfs": "packaging/image/build-image.py",
 }
 
 
@@ -157,6 +166,35 @@ def unit_exec_start():
     exec_start = unit_service()["ExecStart"]
     assert len(exec_start) == 1, exec_start
     return shlex.split(exec_start[0])
+
+
+def env_file():
+    """deploy/vault-kms.env -> ({NAME: value} set, {NAME: value} shown commented out)."""
+    active, commented = {}, {}
+    for line in read("vault-kms.env").splitlines():
+        m = re.match(r"^(#?)([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if m:
+            target = commented if m.group(1) else active
+            assert m.group(2) not in active and m.group(2) not in commented, m.group(2)
+            target[m.group(2)] = m.group(3)
+        else:
+            assert not line or line.startswith("# ") or line == "#", f"not a comment: {line!r}"
+    return active, commented
+
+
+def broker_env_names():
+    """{variable: flag} the broker reads: VAULT_KMS_<FLAG> for every flag, and the standard
+    names `--help` shows in [$NAME]."""
+    out = subprocess.run([ARGS.broker, "--help"], capture_output=True, text=True, timeout=20,
+                         env={}, check=True).stdout
+    names = {}
+    for flag, rest in re.findall(r"^\s+--([a-z0-9][a-z0-9-]*)\S*\s+(.*)$", out, re.M):
+        if flag in ("help", "version"):
+            continue
+        names["VAULT_KMS_" + flag.upper().replace("-", "_")] = flag
+        for var in re.findall(r"\$([A-Z][A-Z0-9_]*)", rest):
+            names[var] = flag
+    return names
 
 
 def yaml_blocks_in_markdown(text):
@@ -484,10 +522,42 @@ class SystemdUnit(unittest.TestCase):
         pod_caps = set(pod_container(static_pod())["securityContext"]["capabilities"]["add"])
         self.assertEqual(unit_caps, pod_caps)
 
-    def test_same_broker_command_as_the_pod(self):
+    def test_same_broker_settings_as_the_pod(self):
+        # ExecStart's flags and the environment file (set or shown as the default) together
+        # configure the broker as the Pod does; only the users differ: named system users from
+        # the Debian package instead of the image's 65532/65533.
         argv = unit_exec_start()
         self.assertEqual(argv[0], "/usr/local/bin/vault-kms-broker")
-        self.assertEqual(parse_flags(argv[1:]), pod_broker_flags(static_pod()))
+        flags = parse_flags(argv[1:])
+        names = broker_env_names()
+        active, commented = env_file()
+        from_env = {names[v]: value for v, value in {**commented, **active}.items()}
+        for name in flags:
+            self.assertNotIn(name, {names[v] for v in active}, f"--{name} set twice")
+        unit = {**from_env, **flags}
+        pod = pod_broker_flags(static_pod())
+        for name, value in pod.items():
+            with self.subTest(flag=name):
+                self.assertEqual(unit.get(name), value)
+        extra = {names[v] for v in active} - set(pod) - set(flags)
+        self.assertEqual(extra, {"broker-user", "frontend-user"})
+        self.assertEqual(active["VAULT_KMS_BROKER_USER"], "vault-kms")
+        self.assertEqual(active["VAULT_KMS_FRONTEND_USER"], "vault-kms-frontend")
+
+    def test_settings_from_the_environment_file(self):
+        self.assertEqual(self.one("Type"), "notify")
+        self.assertEqual(self.one("NotifyAccess"), "main")
+        self.assertEqual(self.one("EnvironmentFile"), "/etc/vault-kms/vault-kms.env",
+                         'no "-": the service must not start without its settings')
+        # What belongs to the unit stays on ExecStart (it wins over the file).
+        self.assertEqual(sorted(parse_flags(unit_exec_start()[1:])),
+                         ["allowed-peer-uids", "socket", "socket-group"])
+
+    def test_socket_removed_after_the_service_stops(self):
+        # The broker cannot delete its socket once it has left root (SECURITY.md): root does,
+        # after the stop, and removes exactly the socket --socket names.
+        sock = socket_path_of(parse_flags(unit_exec_start()[1:])["socket"])
+        self.assertEqual(shlex.split(self.one("ExecStopPost")), ["/bin/rm", "-f", sock])
 
     def test_socket_directory_is_writable_and_kept(self):
         sock_dir = os.path.dirname(socket_path_of(pod_broker_flags(static_pod())["socket"]))
@@ -496,6 +566,54 @@ class SystemdUnit(unittest.TestCase):
         self.assertEqual(self.one("RuntimeDirectoryPreserve"), "yes",
                          "kube-apiserver bind-mounts the directory: it must survive restarts")
         self.assertTrue(any(same_run_path(sock_dir, p) for p in self.one("ReadWritePaths").split()))
+
+
+class EnvFile(unittest.TestCase):
+    """deploy/vault-kms.env, the unit's EnvironmentFile= template."""
+
+    def test_every_variable_is_one_the_broker_reads(self):
+        names = broker_env_names()
+        active, commented = env_file()
+        for var in list(active) + list(commented):
+            with self.subTest(variable=var):
+                self.assertIn(var, names)
+        # The Vault CLI's name where the broker has one, else VAULT_KMS_<FLAG>: one per flag.
+        flags = [names[v] for v in list(active) + list(commented)]
+        self.assertEqual(len(flags), len(set(flags)), "a flag given by two variables")
+        standard = {f: v for v, f in names.items() if not v.startswith("VAULT_KMS_")}
+        for var in list(active) + list(commented):
+            if names[var] in standard:
+                self.assertEqual(var, standard[names[var]])
+
+    def test_required_settings_are_there(self):
+        active, commented = env_file()
+        self.assertIn("VAULT_ADDR", commented, "explained, with an example, left to set")
+        self.assertNotIn("VAULT_ADDR", active, "no placeholder address that would be used")
+        for var in ("VAULT_KMS_APPROLE_ROLE_ID_FILE", "VAULT_KMS_APPROLE_SECRET_ID_FILE"):
+            self.assertTrue(active[var].startswith("/etc/vault-kms/"))
+        text = read("vault-kms.env")
+        self.assertIn("Required", text)
+
+    def test_no_secret_values(self):
+        active, commented = env_file()
+        for var in ("VAULT_TOKEN", "VAULT_KMS_APPROLE_ROLE_ID", "VAULT_KMS_APPROLE_SECRET_ID"):
+            self.assertNotIn(var, active)
+            self.assertNotIn(var, commented)
+
+    def test_commented_defaults_are_the_defaults(self):
+        out = subprocess.run([ARGS.broker, "--help"], capture_output=True, text=True,
+                             timeout=20, env={}, check=True).stdout
+        defaults = dict(re.findall(r"^\s+--([a-z0-9-]+)=VALUE.*\(default ([^)\s]+)\)(?:\s+\[[^]]*\])?\s*$", out,
+                                   re.M))
+        names = broker_env_names()
+        _, commented = env_file()
+        checked = 0
+        for var, value in commented.items():
+            if names[var] in defaults:
+                checked += 1
+                with self.subTest(variable=var):
+                    self.assertEqual(value, defaults[names[var]])
+        self.assertGreaterEqual(checked, 5)
 
 
 class SystemdAnalyze(unittest.TestCase):
@@ -541,95 +659,198 @@ class Containerfile(unittest.TestCase):
 
     def test_two_stages(self):
         self.assertEqual(len(self.stages), 2)
-        self.assertRegex(self.stages[0].splitlines()[0], r"^debian:bookworm\s+AS\s+build\s*$")
-        self.assertEqual(self.stages[1].splitlines()[0].strip(), "debian:bookworm-slim")
-        self.assertRegex(self.stages[0], r"\bmake build\b")
+        base = re.search(r"^ARG DEBIAN=(\S+)$", self.text, re.M)
+        self.assertTrue(base, "the build stage's base image is an ARG, to pin it by digest")
+        self.assertEqual(base.group(1), "docker.io/library/debian:bookworm")
+        self.assertRegex(self.stages[0].splitlines()[0], r"^\$\{DEBIAN\}\s+AS\s+build\s*$")
+        self.assertIn("@sha256:", self.text, "the header shows how to pin by digest")
+        self.assertEqual(self.stages[1].splitlines()[0].strip(), "scratch")
+
+    def test_build_stage_builds_the_product_only(self):
+        build = self.stages[0]
+        self.assertIn("-DVKMS_BUILD_TESTS=OFF", build)
+        self.assertIn("-DCMAKE_BUILD_TYPE=Release", build)
+        self.assertNotRegex(build, r"\bmake (build|deps|test)\b", "make deps installs the tests' "
+                                                                "dependencies")
+        # The root filesystem of `make image`, from the same script.
+        self.assertRegex(build, r"packaging/image/build-image\.py --build-dir /build "
+                                r"--rootfs /rootfs")
 
     def test_final_stage(self):
         final = self.stages[1]
-        copy = re.search(r"^COPY --from=build (.*)$", final, re.M)
-        self.assertTrue(copy)
-        parts = copy.group(1).split()
-        self.assertEqual(parts[-1], "/usr/local/bin/")
-        self.assertEqual(sorted(os.path.basename(p) for p in parts[:-1]),
-                         ["vault-kms-broker", "vault-kms-frontend"],
-                         "both binaries side by side: the broker starts the frontend next to it")
-        self.assertRegex(final, re.compile(r"^USER root\s*$", re.M))
-        user_comment = final.split("USER root")[0].rsplit("\n\n", 1)[-1]
-        self.assertIn("65532", user_comment, "USER root says why")
+        self.assertRegex(final, re.compile(r"^COPY --from=build /rootfs/ /\s*$", re.M))
+        self.assertEqual(re.findall(r"^(RUN|COPY|ADD)\b", final, re.M), ["COPY"],
+                         "nothing but the root filesystem (no shell to RUN anything with)")
+        self.assertRegex(final, re.compile(r"^USER 0:0\s*$", re.M))
+        user_comment = final.split("USER 0:0")[0].rsplit("\n\n", 1)[-1]
+        self.assertIn("65532", user_comment, "USER 0:0 says why")
         self.assertIsNone(re.search(r"\b(useradd|adduser|groupadd|addgroup)\b", final))
-        self.assertIn("--no-install-recommends", final)
         version = subprocess.run([ARGS.broker, "--version"], capture_output=True, text=True,
                                  timeout=20, env={}, check=True).stdout.split()[-1]
         self.assertIn(f'org.opencontainers.image.version="{version}"', final)
         self.assertIn("org.opencontainers.image.title=", final)
+        self.assertIn("localhost/vault-kms:" + version, self.text, "the reference make image "
+                                                                  "gives")
 
 
 def containerfile_packages():
-    final = re.split(r"^FROM\s+", read("Containerfile"), flags=re.M)[-1]
-    m = re.search(r"apt-get install -y --no-install-recommends((?:\s*\\\n\s*[a-z0-9.+-]+)+)", final)
-    assert m, "apt-get install line of the final stage"
-    return set(re.findall(r"[a-z0-9][a-z0-9.+-]+", m.group(1)))
+    build = re.split(r"^FROM\s+", read("Containerfile"), flags=re.M)[1]
+    m = re.search(r"apt-get install -y --no-install-recommends((?:\s*\\\n\s*[a-z0-9.+-]+)+)", build)
+    assert m, "apt-get install line of the build stage"
+    return re.findall(r"[a-z0-9][a-z0-9.+-]+", m.group(1))
 
 
-class ContainerfileLibraries(unittest.TestCase):
-    """Needs readelf, ldconfig and dpkg (Debian); skipped elsewhere."""
+def makefile_packages():
+    with open(os.path.join(ARGS.source_dir, "Makefile"), encoding="utf-8") as f:
+        m = re.search(r"^DEB_PACKAGES :=((?:.*\\\n)*.*)$", f.read(), re.M)
+    return set(re.findall(r"[a-z0-9][a-z0-9.+-]+", m.group(1).replace("\\\n", " ")))
 
-    # Sanitizer builds link these; the image is built from a Release build.
-    SANITIZER_RUNTIMES = re.compile(r"^lib(asan|ubsan|lsan|tsan)[0-9]*$")
+
+def installed_packages():
+    """{package: (essential or required, [[alternative, ...] for each dependency])}, and
+    {virtual package: [providers]}, of what dpkg has installed here."""
+    fields = "${Package}\\t${db:Status-Abbrev}\\t${Essential}\\t${Priority}\\t${Provides}\\t" \
+             "${Depends}, ${Pre-Depends}\\n"
+    out = subprocess.run(["dpkg-query", "-W", "-f=" + fields], capture_output=True, text=True,
+                         check=True).stdout
+    packages, provides = {}, {}
+    for line in out.splitlines():
+        name, status, essential, priority, prov, deps = line.split("\t")
+        if not status.startswith("ii"):
+            continue
+        groups = []
+        for group in deps.split(","):
+            alts = [re.match(r"\s*([a-z0-9.+-]+)", a).group(1) for a in group.split("|")
+                    if a.strip()]
+            if alts:
+                groups.append(alts)
+        packages[name] = (essential == "yes" or priority == "required", groups)
+        for p in prov.split(","):
+            if p.strip():
+                provides.setdefault(re.match(r"\s*([a-z0-9.+-]+)", p).group(1), []).append(name)
+    return packages, provides
+
+
+def dependency_closure(roots):
+    """The roots, what a base Debian image holds (Essential and Priority: required) and every
+    package they depend on (the first installed alternative of each), as apt would install."""
+    packages, provides = installed_packages()
+    todo = list(roots) + [p for p, (base, _) in packages.items() if base]
+    closure = set()
+    while todo:
+        p = todo.pop()
+        if p in closure:
+            continue
+        closure.add(p)
+        for alts in packages.get(p, (False, []))[1]:
+            choice = next((a for a in alts if a in packages), None) or next(
+                (prov[0] for a in alts for prov in [provides.get(a, [])] if prov), None)
+            if choice:
+                todo.append(choice)
+    return closure
+
+
+class ContainerfileBuildDeps(unittest.TestCase):
+    """The build stage installs what building the product reads, and nothing for the tests: every
+    header the product's objects were compiled from (their .o.d files), every library its two
+    binaries were linked with (link.txt) and the code generators belong to a package of that list
+    or one it pulls in. Needs a Release build tree and dpkg; skipped elsewhere."""
+
+    TEST_ONLY = {"libgtest-dev", "libgmock-dev", "googletest", "libcpp-httplib-dev", "clang",
+                 "clang-format", "libclang-rt-14-dev", "python3-yaml", "curl", "openssl"}
+    PRODUCT_DIRS = ("proto", "shared", "seccomp", "broker", "frontend")
 
     def setUp(self):
-        self.ldconfig = shutil.which("ldconfig") or next(
-            (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
-        for tool, found in (("readelf", shutil.which("readelf")), ("ldconfig", self.ldconfig),
-                            ("dpkg-query", shutil.which("dpkg-query"))):
-            if not found:
-                self.skipTest(f"{tool} is not installed")
+        self.build_dir = os.path.dirname(ARGS.broker)
+        if not shutil.which("dpkg-query"):
+            self.skipTest("dpkg-query is not installed")
+        if not glob.glob(os.path.join(self.build_dir, "broker", "CMakeFiles", "*", "*.o.d")):
+            self.skipTest("no compiler dependency files in " + self.build_dir)
 
-    def needed_packages(self):
-        cache = subprocess.run([self.ldconfig, "-p"], capture_output=True, text=True,
-                               check=True).stdout
-        paths = {}
-        for line in cache.splitlines():
-            m = re.match(r"\s+(\S+) \((libc6,x86-64|libc6,AArch64|libc6)[^)]*\) => (\S+)", line)
-            if m:
-                paths.setdefault(m.group(1), m.group(3))
-        needed = {}  # soname -> library path
-        for binary in (ARGS.broker, ARGS.frontend):
-            dyn = subprocess.run(["readelf", "-d", binary], capture_output=True, text=True,
-                                 check=True).stdout
-            for so in re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn):
-                self.assertIn(so, paths, f"{so} not in the linker cache")
-                needed[so] = paths[so]
+    def files_the_build_reads(self):
+        files = set()
+        for d in self.PRODUCT_DIRS:
+            for dep in glob.glob(os.path.join(self.build_dir, d, "CMakeFiles", "*", "*.o.d")):
+                with open(dep, encoding="utf-8") as f:
+                    text = f.read().replace("\\\n", " ")
+                for path in text.split(":", 1)[1].split():
+                    if path.startswith("/") and not path.startswith(
+                            (os.path.realpath(ARGS.source_dir), self.build_dir)):
+                        files.add(os.path.normpath(path))
+        self.assertGreater(len(files), 100, "headers from the product's depfiles")
+        for binary in ("vault-kms-broker", "vault-kms-frontend"):
+            d = os.path.join(self.build_dir, "broker" if "broker" in binary else "frontend",
+                             "CMakeFiles", binary + ".dir", "link.txt")
+            with open(d, encoding="utf-8") as f:
+                words = f.read().split()
+            files.add(words[0])  # the compiler driver
+            libdirs = [w[2:] for w in words if w.startswith("-L")] + ["/usr/lib/x86_64-linux-gnu"]
+            for w in words:
+                if w.startswith("/usr/") and ".so" in w or w.endswith(".a") and w.startswith("/"):
+                    files.add(w)
+                elif w.startswith("-l"):
+                    for libdir in libdirs:
+                        cand = os.path.join(libdir, "lib" + w[2:] + ".so")
+                        if os.path.exists(cand):
+                            files.add(cand)
+                            break
+        with open(os.path.join(self.build_dir, "CMakeCache.txt"), encoding="utf-8") as f:
+            cache = f.read()
+        for var in ("Protobuf_PROTOC_EXECUTABLE", "CMAKE_COMMAND", "PKG_CONFIG_EXECUTABLE"):
+            m = re.search(rf"^{var}:\w+=(\S+)$", cache, re.M)
+            self.assertTrue(m, var)
+            files.add(m.group(1))
+        files.add(shutil.which("grpc_cpp_plugin") or "/usr/bin/grpc_cpp_plugin")
+        return files
 
-        def variants(path):  # merged /usr: dpkg knows one of /lib/... and /usr/lib/...
-            for p in (path, os.path.realpath(path)):
-                yield p
-                yield p[4:] if p.startswith("/usr/") else "/usr" + p
+    def owners(self, files):
+        def variants(p):
+            for q in {p, os.path.realpath(p)}:
+                yield q
+                yield q[4:] if q.startswith("/usr/") else "/usr" + q
 
-        queries = sorted({v for path in needed.values() for v in variants(path)})
+        queries = sorted({v for p in files for v in variants(p)})
         out = subprocess.run(["dpkg-query", "-S"] + queries, capture_output=True,
-                             text=True).stdout  # exit 1: some variants are unknown, as expected
+                             text=True).stdout
         owner_of = {}
         for line in out.splitlines():
-            pkg, _, path = line.rpartition(": ")
-            if pkg and "," not in pkg and not pkg.startswith("diversion"):
-                owner_of[path] = pkg.split(":")[0]
-        packages = {}
-        for so, path in needed.items():
-            owner = next((owner_of[v] for v in variants(path) if v in owner_of), None)
-            self.assertIsNotNone(owner, f"no Debian package owns {path}")
-            packages.setdefault(owner, set()).add(so)
-        return {p: libs for p, libs in packages.items()
-                if not self.SANITIZER_RUNTIMES.match(p)}
+            pkgs, sep, path = line.partition(": ")
+            if sep and not pkgs.startswith("diversion"):
+                owner_of[path] = [p.strip().split(":")[0] for p in pkgs.split(",")]
+        owners = {}
+        for p in files:
+            found = next((owner_of[v] for v in variants(p) if v in owner_of), None)
+            self.assertIsNotNone(found, f"{p}: read by the build, owned by no package")
+            owners[p] = found
+        return owners
 
-    def test_runtime_packages_are_exactly_the_libraries_owners(self):
-        needed = self.needed_packages()
-        listed = containerfile_packages() - {"ca-certificates"}
-        missing = {p: sorted(needed[p]) for p in sorted(set(needed) - listed)}
-        self.assertEqual(missing, {}, "libraries the binaries load, missing from the image")
-        self.assertEqual(sorted(listed - set(needed)), [],
-                         "packages in the image no binary loads a library from")
+    def test_list_is_the_makefiles_minus_the_tests(self):
+        listed = containerfile_packages()
+        self.assertEqual(listed, sorted(listed), "sorted, one per line")
+        self.assertEqual(sorted(set(listed) & self.TEST_ONLY), [])
+        self.assertEqual(sorted(set(listed) - makefile_packages()), [],
+                         "every build dependency is in the Makefile's DEB_PACKAGES too")
+
+    def test_everything_the_build_reads_comes_from_the_list(self):
+        closure = dependency_closure(containerfile_packages())
+        missing = {}
+        for path, pkgs in self.owners(self.files_the_build_reads()).items():
+            if not set(pkgs) & closure:
+                missing.setdefault(pkgs[0], []).append(path)
+        self.assertEqual({p: sorted(v)[:3] for p, v in missing.items()}, {},
+                         "read by the product's build, not installed by the Containerfile")
+
+    def test_nothing_listed_is_unused(self):
+        # Each package listed (but the tools the image script runs) provides a file the build
+        # reads, directly or through a package it pulls in.
+        used = set()
+        for pkgs in self.owners(self.files_the_build_reads()).values():
+            used.update(pkgs)
+        base = dependency_closure([])
+        for p in set(containerfile_packages()) - {"python3", "ca-certificates", "build-essential"}:
+            with self.subTest(package=p):
+                self.assertTrue((dependency_closure([p]) - base) & used,
+                                f"{p}: nothing the build reads comes from it")
 
 
 class SetupScript(unittest.TestCase):

@@ -124,6 +124,40 @@ void RoundTrip(const std::string& socket, v2::StatusResponse* status,
   EXPECT_EQ(dec.plaintext(), *seed);
 }
 
+// The first value given to `--flag=` in `text` (a manifest, a unit, a --help line), "" if none.
+std::string FlagValue(const std::string& text, const std::string& flag) {
+  size_t at = text.find(flag + "=");
+  if (at == std::string::npos) return "";
+  at += flag.size() + 1;
+  return text.substr(at, text.find_first_of(" \t\n\\", at) - at);
+}
+
+// Issue 14 item 10: the broker's compiled default --socket, the path both deploy/ manifests give
+// it and the one kube-apiserver's EncryptionConfiguration (and the README) name are one path.
+TEST(DeploySocketTest, DefaultSocketIsThePathDeployUses) {
+  Captured help = RunCaptured({BuildDir() + "/vault-kms-broker", "--help"});
+  const std::string line = help.out.substr(help.out.find("  --socket=VALUE"));
+  const std::string key = "(default ";
+  ASSERT_NE(line.find(key), std::string::npos) << help.out;
+  const std::string compiled = line.substr(
+      line.find(key) + key.size(), line.find(')', line.find(key)) - line.find(key) - key.size());
+  EXPECT_EQ(compiled, "unix:///var/run/kmsplugin/vault-kms.sock");
+  EXPECT_EQ(FlagValue(ReadFile(VKMS_DEPLOY_DIR "/static-pod.yaml"), "--socket"), compiled);
+  EXPECT_EQ(
+      FlagValue(UnitValue(ReadFile(VKMS_DEPLOY_DIR "/vault-kms.service"), "ExecStart"), "--socket"),
+      compiled);
+  const std::string enc = ReadFile(VKMS_DEPLOY_DIR "/encryption-config.yaml");
+  const std::string endpoint = "endpoint: ";
+  ASSERT_NE(enc.find(endpoint), std::string::npos);
+  EXPECT_EQ(enc.substr(enc.find(endpoint) + endpoint.size(),
+                       enc.find('\n', enc.find(endpoint)) - enc.find(endpoint) - endpoint.size()),
+            compiled);
+  EXPECT_NE(ReadFile(VKMS_DEPLOY_DIR "/../README.md")
+                .find("| `--socket` | `VAULT_KMS_SOCKET` | `" + compiled + "` |"),
+            std::string::npos)
+      << "README's flag table shows another default";
+}
+
 // deploy/vault/kms-policy.hcl, byte for byte, is the only policy of the plugin's token, and it
 // is enough for everything kube-apiserver asks: Status, Encrypt, Decrypt, and following a key
 // rotation (key metadata read, token looked up and renewed by the broker on its own).

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -34,6 +35,28 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::pair<int, std::string> HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) != 0) {
+    close(fd);
+    return {0, ""};
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  (void)!write(fd, req.data(), req.size());
+  std::string resp;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
+  close(fd);
+  int status = resp.size() > 12 ? atoi(resp.c_str() + 9) : 0;
+  size_t body = resp.find("\r\n\r\n");
+  return {status, body == std::string::npos ? "" : resp.substr(body + 4)};
 }
 
 std::string BuildDir() {
@@ -89,7 +112,7 @@ bool PluginProcess::Start(std::string* error) {
   std::vector<std::string> args = {
       options_.broker_path.empty() ? BuildDir() + "/vault-kms-broker" : options_.broker_path,
       "--socket=unix://" + socket_path_, "--key-refresh-interval=" + options_.key_refresh,
-      "--log-level=" + options_.log_level, "--metrics-listen=127.0.0.1:0"};
+      "--log-level=" + options_.log_level, "--metrics-listen=" + options_.metrics_listen};
   for (const auto& a : options_.vault_addrs) args.push_back("--vault-addr=" + a);
   if (!options_.ca_file.empty()) {
     std::string ca = dir_ + "/creds/ca.pem";
@@ -329,29 +352,6 @@ int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* ou
   Captured c = RunCaptured(full);
   *output = c.out + c.err;
   return WIFEXITED(c.status) ? WEXITSTATUS(c.status) : -1;
-}
-
-// A plain HTTP GET on 127.0.0.1 (the metrics listener is localhost-only, no TLS).
-std::pair<int, std::string> HttpGet(int port, const std::string& path) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in sa = {};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(port));
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) != 0) {
-    close(fd);
-    return {0, ""};
-  }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
-  std::string resp;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
-  close(fd);
-  int status = resp.size() > 12 ? atoi(resp.c_str() + 9) : 0;
-  size_t body = resp.find("\r\n\r\n");
-  return {status, body == std::string::npos ? "" : resp.substr(body + 4)};
 }
 
 std::string ProcStatusField(pid_t pid, const std::string& field) {

@@ -29,6 +29,7 @@ struct PluginOptions {
   std::string token;             // if set: --auth-method=token with a token file instead of AppRole
   bool role_id_as_flag = false;  // --approle-role-id=<id> instead of a role-id file
   std::string key_refresh = "1s";
+  std::string metrics_listen = "127.0.0.1:0";
   std::string log_level = "debug";
   std::vector<std::string> extra_flags;
   // Every flag above becomes its VAULT_KMS_<FLAG> variable (added to `env`) and the broker
@@ -122,8 +123,8 @@ Captured RunCaptured(const std::vector<std::string>& argv,
 int RunBrokerExpectingExit(const std::vector<std::string>& args, std::string* output);
 
 std::string ReadFile(const std::string& path);
-// A plain HTTP GET on 127.0.0.1 (the metrics listener is localhost-only, no TLS): the status
-// code (0 if the connection failed) and the body.
+// A plain HTTP GET on 127.0.0.1:port (the metrics listener: localhost-only, no TLS); returns
+// the status (0 when nothing answered) and the body.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);
 // After the broker stopped: nobody can connect to the socket any more (ECONNREFUSED), even
 // through a frontend left behind holding it; and when the broker could write the socket's

@@ -480,7 +480,7 @@ TEST_F(PluginTest, HealthAndReadinessSayWhy) {
   EXPECT_EQ(metrics.first, 200);
   EXPECT_NE(metrics.second.find("rpc_server_call_duration_seconds"), std::string::npos);
 
-  vault_.sim_process()->Stop();  // Vault goes away: metadata turns stale after 3 refreshes
+  vault_.sim_process()->Stop();  // Vault goes away: the next refresh fails
   auto until = std::chrono::steady_clock::now() + seconds(10);
   std::pair<int, std::string> ready;
   do {

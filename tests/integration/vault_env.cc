@@ -26,6 +26,9 @@ VaultEnv::~VaultEnv() {
       setup_->Expect("DELETE", "sys/mounts/" + transit_mount_, Json::Value(), {200, 204, 404});
       setup_->Expect("DELETE", "sys/auth/" + approle_mount_, Json::Value(), {200, 204, 404});
       setup_->Expect("DELETE", "sys/policies/acl/" + policy_, Json::Value(), {200, 204, 404});
+      for (const auto& p : extra_policies_) {
+        setup_->Expect("DELETE", "sys/policies/acl/" + p, Json::Value(), {200, 204, 404});
+      }
     } catch (const std::exception&) {
     }
   }
@@ -76,6 +79,21 @@ bool VaultEnv::Start(std::string* error) {
     return false;
   }
   return true;
+}
+
+void VaultEnv::CreateRoleWithPolicy(const std::string& name, const std::string& hcl,
+                                    bool no_default_policy, std::string* role_id,
+                                    std::string* secret_id) {
+  setup_->WritePolicy(name, hcl);
+  extra_policies_.push_back(name);
+  Json::Value role(Json::objectValue);
+  role["token_policies"].append(name);
+  role["token_no_default_policy"] = no_default_policy;
+  role["token_ttl"] = "1h";
+  role["token_max_ttl"] = "24h";
+  setup_->CreateRole(approle_mount_, name, role);
+  *role_id = setup_->ReadRoleId(approle_mount_, name);
+  *secret_id = setup_->NewSecretId(approle_mount_, name);
 }
 
 std::string VaultEnv::NewSecretId() {

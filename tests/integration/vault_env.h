@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "sim_process.h"
 #include "tests/integration/plugin_process.h"
@@ -40,6 +41,12 @@ class VaultEnv {
   SimControl& sim() { return *control_; }
   SimProcess* sim_process() { return sim_.get(); }
 
+  // A policy holding `hcl` and an AppRole role with it as its only policy (plus Vault's default
+  // policy unless `no_default_policy`, as deploy/vault/setup.sh's role), both named `name`;
+  // sets the role's role-id and a fresh secret-id. Removed with the rest at the end.
+  void CreateRoleWithPolicy(const std::string& name, const std::string& hcl, bool no_default_policy,
+                            std::string* role_id, std::string* secret_id);
+
   // The flags that point the plugin at this Vault's transit mount, key and AppRole mount.
   std::vector<std::string> PluginFlags() const;
   // Everything a plugin needs to run against this Vault, with a fresh secret-id.
@@ -53,6 +60,7 @@ class VaultEnv {
   std::string addr_, ca_file_, root_token_;
   std::string transit_mount_ = "transit", approle_mount_ = "approle", key_ = "kms";
   std::string policy_ = "vault-kms", role_ = "vault-kms", role_id_;
+  std::vector<std::string> extra_policies_;
 };
 
 }  // namespace vkms::testing

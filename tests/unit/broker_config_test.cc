@@ -80,7 +80,7 @@ TEST_F(BrokerConfigTest, EveryFlagFromItsVaultKmsVariable) {
       {"VAULT_KMS_SOCKET_MODE", "0600"},
       {"VAULT_KMS_ALLOWED_PEER_UIDS", "0,1000"},
       {"VAULT_KMS_VAULT_ADDR", "https://a.example:8200,https://b.example:8200"},
-      {"VAULT_KMS_VAULT_CA_FILE", "/etc/hostname"},
+      {"VAULT_KMS_VAULT_CA_FILE", "/etc/ssl/certs/ca-certificates.crt"},
       {"VAULT_KMS_VAULT_CA_PATH", "/etc/ssl/certs"},
       {"VAULT_KMS_VAULT_TLS_SERVER_NAME", "vault.example"},
       {"VAULT_KMS_VAULT_NAMESPACE", "team-a"},
@@ -107,7 +107,7 @@ TEST_F(BrokerConfigTest, EveryFlagFromItsVaultKmsVariable) {
   EXPECT_EQ(c.allowed_peer_uids, (std::vector<uid_t>{0, 1000}));
   EXPECT_EQ(c.vault.addrs,
             (std::vector<std::string>{"https://a.example:8200", "https://b.example:8200"}));
-  EXPECT_EQ(c.vault.ca_file, "/etc/hostname");
+  EXPECT_EQ(c.vault.ca_file, "/etc/ssl/certs/ca-certificates.crt");
   EXPECT_EQ(c.vault.ca_path, "/etc/ssl/certs");
   EXPECT_EQ(c.vault.tls_server_name, "vault.example");
   EXPECT_EQ(c.vault.ns, "team-a");

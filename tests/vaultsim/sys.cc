@@ -294,7 +294,9 @@ bool SysNeedsSudo(const std::string& sub) {
   return StartsWith(sub, "auth/");
 }
 
-VaultResponse HandleSys(Ctx& c) {
+namespace {
+
+VaultResponse RouteSys(Ctx& c) {
   const std::string& s = c.sub;
   if (s == "mounts" || StartsWith(s, "mounts/")) return Mounts(c, s.substr(6));
   if (s == "auth" || StartsWith(s, "auth/")) return AuthMethods(c, s.substr(4));
@@ -314,6 +316,22 @@ VaultResponse HandleSys(Ctx& c) {
   if (s == "namespaces" || StartsWith(s, "namespaces/")) return Namespaces(c, s.substr(10));
   if (s == "capabilities-self") return CapabilitiesSelf(c);
   return UnsupportedPath();
+}
+
+}  // namespace
+
+VaultResponse HandleSys(Ctx& c) {
+  VaultResponse r = RouteSys(c);
+  // Vault serves /v1/sys/ through logical.HTTPSysInjector: a success's data is also written at
+  // the top level of the answer, ahead of the envelope (whose keys win a clash). Older clients
+  // read sys/capabilities-self's lists from there.
+  if (r.status == 200 && r.body.isObject() && r.body["data"].isObject()) {
+    const Json::Value data = r.body["data"];
+    for (const auto& k : data.getMemberNames()) {
+      if (!r.body.isMember(k)) r.body[k] = data[k];
+    }
+  }
+  return r;
 }
 
 }  // namespace vaultsim
