@@ -53,7 +53,7 @@ log::Fields EffectiveConfigFields(const BrokerConfig& c) {
       {"approle-secret-id-file", v.secret_id_file},
       {"token-file", v.token_file},
       {"key-refresh-interval", Interval(v.key_refresh_interval)},
-      {"vault-concurrency", std::to_string(v.workers)},
+      {"vault-concurrency", v.workers},
       {"metrics-listen", c.metrics_listen},
       {"log-level", c.log_level},
       {"broker-user", User(c.broker_user)},

@@ -32,6 +32,10 @@ struct PluginOptions {
   std::string metrics_listen = "127.0.0.1:0";
   std::string log_level = "debug";
   std::vector<std::string> extra_flags;
+  // Every flag above becomes its VAULT_KMS_<FLAG> variable (added to `env`) and the broker
+  // gets no argument: a start configured only by the environment, as a systemd
+  // EnvironmentFile gives it.
+  bool configure_by_environment = false;
   // The broker executable; empty means BuildDir()/vault-kms-broker. A copy elsewhere starts
   // whatever vault-kms-frontend sits beside it (the boundary tests put a hostile one there).
   std::string broker_path;
