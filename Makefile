@@ -12,7 +12,7 @@ DEB_PACKAGES := build-essential cmake pkg-config ca-certificates openssl curl py
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev \
   libcurl4-openssl-dev libssl-dev libjsoncpp-dev libseccomp-dev libcap-ng-dev \
   libgoogle-glog-dev prometheus-cpp-dev libmicrohttpd-dev libgtest-dev libgmock-dev libcpp-httplib-dev \
-  clang clang-format libclang-rt-14-dev python3-yaml
+  clang clang-format libclang-rt-14-dev python3-yaml prometheus
 
 # What `make image`, `make deb` and their tests use besides the build: gzip and dpkg (the image's
 # layer and SBOM), umoci and skopeo (validate the image, unpack it), dpkg-dev (dpkg-shlibdeps),
@@ -31,6 +31,9 @@ export SOURCE_DATE_EPOCH
 all: build
 
 # Idempotent: installs only what is missing, runs `apt-get update` first when it must install.
+# `prometheus` is in DEB_PACKAGES for promtool (the tests validate /metrics and the alerting
+# rules); on a host with systemd the Prometheus server it would start is stopped and disabled
+# when this target installed it.
 # $(1): the packages.
 define install_debs
 	@missing=""; for p in $(1); do \
@@ -41,7 +44,12 @@ define install_debs
 	if [ "$$(id -u)" -ne 0 ]; then \
 	  echo "deps: not root; run as root: apt-get update && apt-get install -y$$missing" >&2; exit 1; fi; \
 	export DEBIAN_FRONTEND=noninteractive; \
-	apt-get update && apt-get install -y --no-install-recommends $$missing
+	apt-get update && apt-get install -y --no-install-recommends $$missing || exit 1; \
+	case " $$missing " in *" prometheus "*) \
+	  if [ -d /run/systemd/system ]; then \
+	    echo "deps: prometheus is installed for promtool only; stopping the server it started"; \
+	    systemctl disable --now prometheus.service || true; fi;; \
+	esac
 endef
 
 deps:

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "shared/log.h"
+#include "shared/process_metrics.h"
 #include "shared/secret.h"
 #include "shared/validate.h"
 
@@ -299,17 +300,26 @@ void Broker::Finish(const Entry& entry, const ipc::Request& req, Clock::time_poi
   // Plaintext was needed only for the send; don't leave it in freed heap memory.
   if (reply->has_decrypt()) WipeString(reply->mutable_decrypt()->mutable_plaintext());
   if (entry.send == nullptr) return;  // Status and Stats: polled, not worth a line each
-  const Code code = reply->has_error() ? static_cast<Code>(reply->error().code()) : Code::kOk;
-  if (code == Code::kOk && !log::DebugEnabled()) return;
+  // The one line per Encrypt and Decrypt (the apiserver caches its DEK seeds, so they are
+  // rare), written here because the broker knows how each ended at Vault: the frontend logs
+  // only what fails before or outside the broker (proto/broker.proto, Error).
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
-  log::Fields fields = {{"op", entry.name},
-                        {"uid", validate::LoggableUid(req.uid())},
-                        {"code", CodeName(code)},
-                        {"duration_us", std::to_string(us)}};
+  Code code = reply->has_error() ? static_cast<Code>(reply->error().code()) : Code::kOk;
+  auto fields = [&] {
+    log::Fields f = {{"op", entry.name}, {"uid", validate::LoggableUid(req.uid())}};
+    // The version in Vault's "vault:vN:" prefix: of the ciphertext made, or the one decrypted.
+    const std::string& ct = entry.op == ipc::Request::kEncrypt ? reply->encrypt().ciphertext()
+                                                               : req.decrypt().ciphertext();
+    uint64_t version = 0;
+    if (validate::VaultCiphertext(ct, &version).ok()) f.emplace_back("key_version", version);
+    f.emplace_back("code", CodeName(code));
+    f.emplace_back("duration_us", us);
+    if (code != Code::kOk) f.emplace_back("error", reply->error().message());
+    return f;
+  };
   if (code == Code::kOk) {
-    log::Debug("request done", fields);
+    log::Info("request done", fields);
   } else {
-    fields.emplace_back("error", reply->error().message());
     log::Warning("request failed", fields);
   }
 }
@@ -318,7 +328,7 @@ void Broker::LogRefusal(const char* op, const ipc::Request& req, const Status& r
   auto second = std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch());
   if (second.count() != refusal_second_) {
     if (refusals_suppressed_ > 0) {
-      log::Warning("more requests refused", {{"suppressed", std::to_string(refusals_suppressed_)}});
+      log::Warning("more requests refused", {{"suppressed", refusals_suppressed_}});
     }
     refusal_second_ = second.count();
     refusals_logged_ = 0;
@@ -373,6 +383,16 @@ void Broker::HandleStats(const ipc::Request&, ipc::Reply* reply) {
     for (uint64_t c : h.buckets) v->add_buckets(c);
     v->set_count(h.count);
     v->set_sum_seconds(h.sum_seconds);
+  }
+  process_metrics::Sample p;
+  if (process_metrics::Read(&p)) {
+    auto* out = st->mutable_process();
+    out->set_cpu_seconds(p.cpu_seconds);
+    out->set_resident_bytes(p.resident_bytes);
+    out->set_virtual_bytes(p.virtual_bytes);
+    out->set_open_fds(p.open_fds);
+    out->set_max_fds(p.max_fds);
+    out->set_start_time_seconds(p.start_time_seconds);
   }
 }
 

@@ -79,6 +79,14 @@ ParseResult Fail(std::string* message, const std::string& text) {
   return ParseResult::kError;
 }
 
+// Why VAULT_KMS_APPROLE_ROLE_ID does not exist. The role-id is half of the AppRole credential
+// and is treated like a secret (never logged), and a process's environment is the least
+// private place for it: it is shown by `systemctl show`, by `kubectl get pod -o yaml` and
+// `crictl inspect` to whoever may read the unit or the Pod, and it stays in the broker's
+// memory for its whole life. A file can be mode 0400 for the broker alone.
+constexpr char kRoleIdNotFromEnv[] =
+    "a role-id belongs in a file: set VAULT_KMS_APPROLE_ROLE_ID_FILE to its path";
+
 }  // namespace
 
 const std::vector<flags::Spec>& BrokerFlagSpecs() {
@@ -103,7 +111,8 @@ const std::vector<flags::Spec>& BrokerFlagSpecs() {
       {"transit-key", "", "kms", "name of the Transit key"},
       {"auth-method", "", "approle", "approle, token or cert"},
       {"approle-mount", "", "approle", "path of the AppRole auth method"},
-      {"approle-role-id", "", "", "AppRole role-id (prefer --approle-role-id-file)"},
+      {"approle-role-id", "", "", "AppRole role-id (prefer --approle-role-id-file; no variable)",
+       false, false, kRoleIdNotFromEnv},
       {"approle-role-id-file", "", "", "file holding the AppRole role-id"},
       {"approle-secret-id-file", "", "",
        "file holding the AppRole secret-id (read at every login)"},
@@ -119,8 +128,8 @@ const std::vector<flags::Spec>& BrokerFlagSpecs() {
       {"log-level", "", "info", "debug, info, warning or error"},
       {"broker-user", "", "65532", "user[:group] the broker runs as when started as root"},
       {"frontend-user", "", "65533", "user[:group] the frontend runs as when started as root"},
-      {"version", "", "", "print the version and exit", true},
-      {"help", "", "", "print this help and exit", true},
+      {"version", "", "", "print the version and exit", true, false, "a command, not a setting"},
+      {"help", "", "", "print this help and exit", true, false, "a command, not a setting"},
   };
   return specs;
 }
@@ -130,18 +139,21 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
   flags::Parsed p;
   std::vector<std::string> positional;
   std::string err;
-  if (!flags::Parse(
-          BrokerFlagSpecs(), args, [](const char* n) { return getenv(n); }, &p, &positional,
-          &err)) {
+  if (!flags::Parse(BrokerFlagSpecs(), args, flags::Environment::Process(kBrokerEnvPrefix), &p,
+                    &positional, &err)) {
     return Fail(message, err);
   }
+  // Every message names where the value came from: the flag, or the variable that set it.
+  auto src = [&p](const char* flag) { return p.Source(flag); };
   if (p.GetBool("help")) {
     // Usage() has no subcommand section; the synopsis carries the one line `check` needs.
     *message =
         flags::Usage("vault-kms-broker",
                      "[check] [flags]\n\n  check: test the configuration against Vault step by "
-                     "step (no socket, no frontend) and exit 0 if nothing failed",
-                     BrokerFlagSpecs());
+                     "step (no socket, no frontend) and exit 0 if nothing failed\n\n  Every "
+                     "setting can also come from the variable in brackets; the flag wins, and "
+                     "VAULT_KMS_* wins over VAULT_*.",
+                     BrokerFlagSpecs(), kBrokerEnvPrefix);
     return ParseResult::kHelp;
   }
   if (p.GetBool("version")) {
@@ -165,13 +177,13 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
   if (sock.rfind("/@", 0) == 0) {
     c->abstract_socket = true;
     sock = std::string(1, '\0') + sock.substr(2);
-    if (sock.size() < 2) return Fail(message, "--socket: empty abstract socket name");
+    if (sock.size() < 2) return Fail(message, src("socket") + ": empty abstract socket name");
   } else if (sock.empty() || sock[0] != '/') {
-    return Fail(message,
-                "--socket: must be unix:///absolute/path, unix:///@name or an absolute path");
+    return Fail(message, src("socket") +
+                             ": must be unix:///absolute/path, unix:///@name or an absolute path");
   }
   if (sock.size() >= sizeof(sockaddr_un::sun_path)) {
-    return Fail(message, "--socket: path longer than " +
+    return Fail(message, src("socket") + ": path longer than " +
                              std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
   }
   c->socket_path = sock;
@@ -182,25 +194,27 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
     char* end = nullptr;
     long m = strtol(mode.c_str(), &end, 8);
     if (mode.empty() || *end != '\0' || m < 0 || m > 0777) {
-      return Fail(message,
-                  "--socket-mode: expected an octal mode such as 0660, got \"" + mode + "\"");
+      return Fail(message, src("socket-mode") + ": expected an octal mode such as 0660, got \"" +
+                               mode + "\"");
     }
     if (m & 0007) {
-      return Fail(message, "--socket-mode: " + mode +
+      return Fail(message, src("socket-mode") + ": " + mode +
                                " gives access to all local users; drop the \"other\" bits");
     }
     c->socket_mode = static_cast<mode_t>(m);
   }
   if (auto g = p.Get("socket-group")) {
     gid_t gid;
-    if (!ParseGroup(*g, &gid)) return Fail(message, "--socket-group: no such group \"" + *g + "\"");
+    if (!ParseGroup(*g, &gid)) {
+      return Fail(message, src("socket-group") + ": no such group \"" + *g + "\"");
+    }
     c->socket_gid = gid;
   }
 
   if (auto u = p.Get("allowed-peer-uids")) {
     for (const auto& item : flags::SplitList(*u)) {
       if (!flags::ParseUint(item, 0xfffffffeULL, &n)) {
-        return Fail(message, "--allowed-peer-uids: \"" + item + "\" is not a numeric uid");
+        return Fail(message, src("allowed-peer-uids") + ": \"" + item + "\" is not a numeric uid");
       }
       c->allowed_peer_uids.push_back(static_cast<uid_t>(n));
     }
@@ -223,16 +237,18 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
   // Vault connection.
   VaultConfig& v = c->vault;
   v.addrs = p.GetAll("vault-addr");
-  if (v.addrs.empty()) return Fail(message, "--vault-addr: required (or set VAULT_ADDR)");
+  if (v.addrs.empty()) {
+    return Fail(message, "--vault-addr: required (or set VAULT_KMS_VAULT_ADDR or VAULT_ADDR)");
+  }
   for (auto& a : v.addrs) {
     while (!a.empty() && a.back() == '/') a.pop_back();
     if (a.rfind("https://", 0) != 0 || a.size() <= 8) {
-      return Fail(message, "--vault-addr: \"" + a +
+      return Fail(message, src("vault-addr") + ": \"" + a +
                                "\" must be an https:// URL (Vault traffic is never sent in clear)");
     }
     if (a.find_first_of(" \t\r\n?#@") != std::string::npos) {
       return Fail(message,
-                  "--vault-addr: \"" + a +
+                  src("vault-addr") + ": \"" + a +
                       "\" must be scheme://host[:port] with no credentials, query or fragment");
     }
   }
@@ -242,12 +258,13 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
   v.client_cert = p.GetOr("vault-client-cert", "");
   v.client_key = p.GetOr("vault-client-key", "");
   if (v.client_cert.empty() != v.client_key.empty()) {
-    return Fail(message, "--vault-client-cert and --vault-client-key must be given together");
+    return Fail(message, src("vault-client-cert") + " and " + src("vault-client-key") +
+                             " must be given together");
   }
   for (const char* f : {"vault-ca-file", "vault-client-cert", "vault-client-key"}) {
     auto path = p.Get(f);
     if (path && access(path->c_str(), R_OK) != 0) {
-      return Fail(message, std::string("--") + f + ": cannot read " + *path);
+      return Fail(message, src(f) + ": cannot read " + *path);
     }
   }
   // Read now, as root, before lockdown: a file that is not PEM would otherwise only show up
@@ -258,17 +275,18 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
   for (const char* f : {"vault-namespace", "vault-auth-namespace"}) {
     auto val = p.Get(f);
     if (val && !val->empty() && !ValidVaultName(*val, true)) {
-      return Fail(message,
-                  std::string("--") + f + ": \"" + *val + "\" is not a valid namespace path");
+      return Fail(message, src(f) + ": \"" + *val + "\" is not a valid namespace path");
     }
   }
   v.transit_mount = p.GetOr("transit-mount", "");
   if (!ValidVaultName(v.transit_mount, true)) {
-    return Fail(message, "--transit-mount: \"" + v.transit_mount + "\" is not a valid mount path");
+    return Fail(message,
+                src("transit-mount") + ": \"" + v.transit_mount + "\" is not a valid mount path");
   }
   v.transit_key = p.GetOr("transit-key", "");
   if (!ValidVaultName(v.transit_key, false)) {
-    return Fail(message, "--transit-key: \"" + v.transit_key + "\" is not a valid key name");
+    return Fail(message,
+                src("transit-key") + ": \"" + v.transit_key + "\" is not a valid key name");
   }
 
   // Authentication: paths to credentials only, never the secrets themselves.
@@ -278,31 +296,37 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
     v.approle_mount = p.GetOr("approle-mount", "");
     if (!ValidVaultName(v.approle_mount, true)) {
       return Fail(message,
-                  "--approle-mount: \"" + v.approle_mount + "\" is not a valid mount path");
+                  src("approle-mount") + ": \"" + v.approle_mount + "\" is not a valid mount path");
     }
     v.role_id = p.GetOr("approle-role-id", "");
     v.role_id_file = p.GetOr("approle-role-id-file", "");
     if (v.role_id.empty() == v.role_id_file.empty()) {
-      return Fail(message, "--approle-role-id or --approle-role-id-file: give exactly one");
+      return Fail(message, src("approle-role-id") + " or " + src("approle-role-id-file") +
+                               ": give exactly one");
     }
     v.secret_id_file = p.GetOr("approle-secret-id-file", "");
     if (v.secret_id_file.empty()) {
-      return Fail(message, "--approle-secret-id-file: required with --auth-method=approle");
+      return Fail(message, src("approle-secret-id-file") + ": required with " + src("auth-method") +
+                               "=approle");
     }
-    if (v.secret_id_file[0] != '/' || (!v.role_id_file.empty() && v.role_id_file[0] != '/')) {
-      return Fail(message,
-                  "--approle-secret-id-file/--approle-role-id-file: must be absolute paths");
+    for (const char* f : {"approle-secret-id-file", "approle-role-id-file"}) {
+      auto path = p.Get(f);
+      if (path && !path->empty() && (*path)[0] != '/') {
+        return Fail(message, src(f) + ": must be an absolute path");
+      }
     }
-    if (p.Given("token-file")) return Fail(message, "--token-file: only with --auth-method=token");
+    if (p.Given("token-file")) {
+      return Fail(message, src("token-file") + ": only with --auth-method=token");
+    }
   } else if (method == "token") {
     v.auth_method = AuthMethod::kToken;
     v.token_file = p.GetOr("token-file", "");
     if (v.token_file.empty() || v.token_file[0] != '/') {
-      return Fail(message, "--token-file: an absolute path is required with --auth-method=token");
+      return Fail(message,
+                  src("token-file") + ": an absolute path is required with --auth-method=token");
     }
-    if (p.Given("approle-secret-id-file") || p.Given("approle-role-id") ||
-        p.Given("approle-role-id-file")) {
-      return Fail(message, "--approle-*: only with --auth-method=approle");
+    for (const char* f : {"approle-secret-id-file", "approle-role-id", "approle-role-id-file"}) {
+      if (p.Given(f)) return Fail(message, src(f) + ": only with --auth-method=approle");
     }
   } else if (method == "cert") {
     v.auth_method = AuthMethod::kCert;
@@ -314,32 +338,31 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
                   "(the certificate is the credential)");
     }
     if (v.client_cert[0] != '/' || v.client_key[0] != '/') {
-      return Fail(message,
-                  "--vault-client-cert/--vault-client-key: must be absolute paths with "
-                  "--auth-method=cert");
+      return Fail(message, src(v.client_cert[0] != '/' ? "vault-client-cert" : "vault-client-key") +
+                               ": must be an absolute path with --auth-method=cert");
     }
     v.cert_auth_mount = p.GetOr("cert-auth-mount", "");
     if (!ValidVaultName(v.cert_auth_mount, true)) {
-      return Fail(message,
-                  "--cert-auth-mount: \"" + v.cert_auth_mount + "\" is not a valid mount path");
+      return Fail(message, src("cert-auth-mount") + ": \"" + v.cert_auth_mount +
+                               "\" is not a valid mount path");
     }
     v.cert_auth_role = p.GetOr("cert-auth-role", "");
     if (!v.cert_auth_role.empty() && !ValidVaultName(v.cert_auth_role, false)) {
-      return Fail(message,
-                  "--cert-auth-role: \"" + v.cert_auth_role + "\" is not a valid role name");
+      return Fail(message, src("cert-auth-role") + ": \"" + v.cert_auth_role +
+                               "\" is not a valid role name");
     }
-    if (p.Given("approle-secret-id-file") || p.Given("approle-role-id") ||
-        p.Given("approle-role-id-file")) {
-      return Fail(message, "--approle-*: only with --auth-method=approle");
+    for (const char* f : {"approle-secret-id-file", "approle-role-id", "approle-role-id-file"}) {
+      if (p.Given(f)) return Fail(message, src(f) + ": only with --auth-method=approle");
     }
-    if (p.Given("token-file")) return Fail(message, "--token-file: only with --auth-method=token");
+    if (p.Given("token-file"))
+      return Fail(message, src("token-file") + ": only with --auth-method=token");
   } else {
-    return Fail(message, "--auth-method: expected approle, token or cert, got \"" + method + "\"");
+    return Fail(message,
+                src("auth-method") + ": expected approle, token or cert, got \"" + method + "\"");
   }
   if (v.auth_method != AuthMethod::kCert) {
     for (const char* f : {"cert-auth-mount", "cert-auth-role"}) {
-      if (p.Given(f))
-        return Fail(message, std::string("--") + f + ": only with --auth-method=cert");
+      if (p.Given(f)) return Fail(message, src(f) + ": only with --auth-method=cert");
     }
   }
 
@@ -347,17 +370,16 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
   std::string refresh_text = p.GetOr("key-refresh-interval", "");
   if (!flags::ParseDuration(refresh_text, &refresh) || refresh < std::chrono::seconds(1) ||
       refresh > std::chrono::hours(24)) {
-    return Fail(
-        message,
-        "--key-refresh-interval: expected a duration between 1s and 24h such as 30s, got \"" +
-            refresh_text + "\"");
+    return Fail(message, src("key-refresh-interval") +
+                             ": expected a duration between 1s and 24h such as 30s, got \"" +
+                             refresh_text + "\"");
   }
   v.key_refresh_interval = refresh;
 
   unsigned long long concurrency = 0;
   std::string concurrency_text = p.GetOr("vault-concurrency", "");
   if (!flags::ParseUint(concurrency_text, kMaxVaultConcurrency, &concurrency) || concurrency == 0) {
-    return Fail(message, "--vault-concurrency: expected a number from 1 to " +
+    return Fail(message, src("vault-concurrency") + ": expected a number from 1 to " +
                              std::to_string(kMaxVaultConcurrency) + ", got \"" + concurrency_text +
                              "\"");
   }
@@ -368,32 +390,32 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
     ListenAddress listen;
     std::string why;
     if (!ParseListenAddress(c->metrics_listen, &listen, &why)) {
-      return Fail(message,
-                  "--metrics-listen: expected host:port such as 127.0.0.1:8080 or "
-                  "[::1]:8080, got \"" +
-                      c->metrics_listen + "\": " + why);
+      return Fail(message, src("metrics-listen") +
+                               ": expected host:port such as 127.0.0.1:8080 or [::1]:8080, "
+                               "got \"" +
+                               c->metrics_listen + "\": " + why);
     }
   }
   c->log_level = p.GetOr("log-level", "");
   if (!log::ValidLevel(c->log_level)) {
-    return Fail(message, "--log-level: expected debug, info, warning or error, got \"" +
+    return Fail(message, src("log-level") + ": expected debug, info, warning or error, got \"" +
                              c->log_level + "\"");
   }
   if (!ParseUser(p.GetOr("broker-user", ""), &c->broker_user)) {
-    return Fail(message,
-                "--broker-user: unknown user or group \"" + p.GetOr("broker-user", "") + "\"");
+    return Fail(message, src("broker-user") + ": unknown user or group \"" +
+                             p.GetOr("broker-user", "") + "\"");
   }
   if (!ParseUser(p.GetOr("frontend-user", ""), &c->frontend_user)) {
-    return Fail(message,
-                "--frontend-user: unknown user or group \"" + p.GetOr("frontend-user", "") + "\"");
+    return Fail(message, src("frontend-user") + ": unknown user or group \"" +
+                             p.GetOr("frontend-user", "") + "\"");
   }
   if (geteuid() == 0 && (c->broker_user.uid == 0 || c->frontend_user.uid == 0)) {
-    return Fail(message, "--broker-user/--frontend-user: refusing to run either process as root");
+    return Fail(message, src("broker-user") + "/" + src("frontend-user") +
+                             ": refusing to run either process as root");
   }
   if (geteuid() == 0 && c->broker_user.uid == c->frontend_user.uid) {
-    return Fail(message,
-                "--frontend-user: must differ from --broker-user, or the frontend could read the "
-                "broker's files");
+    return Fail(message, src("frontend-user") + ": must differ from " + src("broker-user") +
+                             ", or the frontend could read the broker's files");
   }
   return ParseResult::kOk;
 }

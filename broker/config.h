@@ -34,10 +34,14 @@ struct BrokerConfig {
   bool check = false;
 };
 
+// Every flag --some-name can also be set as VAULT_KMS_SOME_NAME (shared/flags.h), which wins
+// over the standard VAULT_* variable of the same setting.
+constexpr char kBrokerEnvPrefix[] = "VAULT_KMS_";
+
 enum class ParseResult { kOk, kHelp, kVersion, kError };
 
-// On kError, *message is one line naming the offending flag. On kHelp/kVersion, *message is
-// the text to print on stdout.
+// Reads the process environment. On kError, *message is one line naming the offending flag or
+// environment variable. On kHelp/kVersion, *message is the text to print on stdout.
 ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig* config,
                              std::string* message);
 

@@ -55,7 +55,7 @@ log::Fields EffectiveConfigFields(const BrokerConfig& c) {
       {"cert-auth-mount", v.auth_method == AuthMethod::kCert ? v.cert_auth_mount : ""},
       {"cert-auth-role", v.cert_auth_role},
       {"key-refresh-interval", Interval(v.key_refresh_interval)},
-      {"vault-concurrency", std::to_string(v.workers)},
+      {"vault-concurrency", v.workers},
       {"metrics-listen", c.metrics_listen},
       {"log-level", c.log_level},
       {"broker-user", User(c.broker_user)},

@@ -112,7 +112,7 @@ bool LockDownBroker(const BrokerConfig& config, bool started_as_root, std::strin
     log::Warning(
         "started as non-root: broker and frontend share one uid; non-dumpable processes, "
         "Landlock and seccomp still separate them (see SECURITY.md)",
-        {{"uid", std::to_string(uid)}});
+        {{"uid", uid}});
   }
 
   // 2. No way back up (no setuid binaries, no file capabilities), no ptrace attach by peers of
@@ -130,7 +130,7 @@ bool LockDownBroker(const BrokerConfig& config, bool started_as_root, std::strin
   landlock::Result ll;
   if (!landlock::Restrict(BrokerLandlockRules(config), &ll, error)) return false;
   for (const auto& m : ll.missing) log::Warning("landlock: not enforced on this kernel: " + m);
-  log::Info("landlock applied", {{"abi", std::to_string(ll.abi)}});
+  log::Info("landlock applied", {{"abi", ll.abi}});
 
   // 5. seccomp: the allow-list of seccomp/broker_policy.cc; anything else kills.
   if (!seccomp::Install(seccomp::BrokerPolicy(BrokerPolicyOptions(config, started_as_root)),

@@ -100,7 +100,7 @@ void LogRelay::Emit(const std::string& raw, bool truncated) {
     if (dropped_ > 0) {
       log::Warning(
           "frontend log lines dropped (over " + std::to_string(kLinesPerSecond) + " per second)",
-          {{"dropped", std::to_string(dropped_)}});
+          {{"dropped", dropped_}});
     }
     second_ = second;
     lines_this_second_ = 0;

@@ -29,6 +29,7 @@
 #include "broker/vault/backend.h"
 #include "shared/hardening.h"
 #include "shared/log.h"
+#include "shared/process_metrics.h"
 
 namespace vkms::broker {
 namespace {
@@ -91,8 +92,7 @@ int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess&
   Broker::Limits limits;
   limits.max_in_flight = static_cast<size_t>(config.vault.workers);
   Broker broker(&backend, &loop, frontend.ipc_fd, limits);
-  log::Info("broker serving",
-            {{"socket", sock->display_path()}, {"frontend_pid", std::to_string(frontend.pid)}});
+  log::Info("broker serving", {{"socket", sock->display_path()}, {"frontend_pid", frontend.pid}});
   notifier->Ready("serving on " + sock->display_path());
 
   bool shutting_down = false;
@@ -183,7 +183,7 @@ int Serve(const BrokerConfig& config, ListenSocket* sock, const FrontendProcess&
   backend.Stop();
   close(frontend.ipc_fd);
   relay->Flush();
-  log::Info("broker exiting", {{"code", std::to_string(exit_code)}});
+  log::Info("broker exiting", {{"code", exit_code}});
   return exit_code;
 }
 
@@ -272,6 +272,9 @@ int Main(int argc, char** argv) {
   // created then).
   ServiceNotifier notifier;
   notifier.Connect();
+
+  // The process_* metrics: /proc/self is opened now, since no file opens after lockdown.
+  if (!process_metrics::Open(&error)) log::Warning(error);
 
   // 4-6. The broker's own lockdown, before it reads any credential.
   if (!LockDownBroker(config, root, &error)) {

@@ -21,7 +21,7 @@ constexpr int kIdlePollMs = 100;
 Status FromReplyError(const ipc::Reply& reply) {
   int code = reply.error().code();
   if (code <= 0 || code > 16) return Status(Code::kInternal, "broker sent an invalid error code");
-  return Status(static_cast<Code>(code), reply.error().message());
+  return Status(static_cast<Code>(code), reply.error().message()).MarkLogged();
 }
 
 }  // namespace

@@ -55,10 +55,62 @@ MetricFamily BuildInfoFamily() {
   return f;
 }
 
+std::vector<MetricFamily> ProcessFamilies(const process_metrics::Sample* frontend,
+                                          const ipc::ProcessSample* broker) {
+  std::vector<MetricFamily> out;
+  if (frontend == nullptr && broker == nullptr) return out;
+  process_metrics::Sample b;
+  if (broker != nullptr) {
+    b.cpu_seconds = broker->cpu_seconds();
+    b.resident_bytes = broker->resident_bytes();
+    b.virtual_bytes = broker->virtual_bytes();
+    b.open_fds = broker->open_fds();
+    b.max_fds = broker->max_fds();
+    b.start_time_seconds = broker->start_time_seconds();
+  }
+  // The names and meanings of the Prometheus client libraries' process collector; one series
+  // per process, told apart by the `process` label.
+  struct Row {
+    const char* name;
+    const char* help;
+    MetricType type;
+    double (*get)(const process_metrics::Sample&);
+  };
+  static const Row kRows[] = {
+      {"process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+       MetricType::Counter, [](const process_metrics::Sample& p) { return p.cpu_seconds; }},
+      {"process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
+       [](const process_metrics::Sample& p) { return static_cast<double>(p.resident_bytes); }},
+      {"process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
+       [](const process_metrics::Sample& p) { return static_cast<double>(p.virtual_bytes); }},
+      {"process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
+       [](const process_metrics::Sample& p) { return static_cast<double>(p.open_fds); }},
+      {"process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge,
+       [](const process_metrics::Sample& p) { return static_cast<double>(p.max_fds); }},
+      {"process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+       MetricType::Gauge, [](const process_metrics::Sample& p) { return p.start_time_seconds; }},
+  };
+  for (const Row& row : kRows) {
+    MetricFamily f = Family(row.name, row.help, row.type);
+    if (frontend != nullptr) {
+      f.metric.push_back(Value(row.type, row.get(*frontend), {{"process", "frontend"}}));
+    }
+    if (broker != nullptr) f.metric.push_back(Value(row.type, row.get(b), {{"process", "broker"}}));
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
 std::vector<MetricFamily> BrokerFamilies(const ipc::StatsReply* s) {
   std::vector<MetricFamily> out;
   out.push_back(Single("vault_kms_broker_up", "1 if the broker answered the scrape",
                        MetricType::Gauge, s != nullptr ? 1 : 0));
+  process_metrics::Sample own;
+  bool have_own = process_metrics::Read(&own);
+  for (auto& f : ProcessFamilies(have_own ? &own : nullptr,
+                                 s != nullptr && s->has_process() ? &s->process() : nullptr)) {
+    out.push_back(std::move(f));
+  }
   if (s == nullptr) return out;
   out.push_back(ByResult("vault_kms_vault_logins_total", "Vault logins by the broker",
                          s->logins_ok(), s->logins_failed()));

@@ -16,8 +16,11 @@ const prometheus::Histogram::BucketBoundaries kBuckets = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 
-// By KmsService::Rpc.
-const char* const kRpcNames[] = {"Status", "Encrypt", "Decrypt"};
+// The labels HashiCorp documents for vault-kube-kms's rpc_server_duration_milliseconds (the
+// README maps one onto the other): the service as kube-apiserver calls it, the method, and the
+// numeric gRPC status code.
+constexpr const char* kService = "v2.KeyManagementService";
+constexpr const char* kMethodNames[] = {"Status", "Encrypt", "Decrypt"};
 
 }  // namespace
 
@@ -34,38 +37,53 @@ KmsService::KmsService(BrokerClient* broker, prometheus::Registry* registry)
       duration_(&prometheus::BuildHistogram()
                      .Name("rpc_server_call_duration_seconds")
                      .Help("Duration of KMS v2 gRPC calls served by the frontend")
-                     .Register(*registry)) {}
-
-prometheus::Histogram& KmsService::Duration(Rpc rpc, Code code) {
-  const int c = static_cast<int>(code);
-  std::atomic<prometheus::Histogram*>* slot =
-      c >= 0 && c < kNumCodes ? &durations_[rpc][c] : nullptr;
-  if (slot != nullptr) {
-    if (prometheus::Histogram* h = slot->load(std::memory_order_acquire)) return *h;
-  }
-  // Add returns the same histogram for the same labels, so two threads racing here agree.
-  prometheus::Histogram& h = duration_->Add(
-      {{"rpc_method", kRpcNames[rpc]}, {"rpc_grpc_status_code", CodeName(code)}}, kBuckets);
-  if (slot != nullptr) slot->store(&h, std::memory_order_release);
-  return h;
+                     .Register(*registry)) {
+  // Every method's OK series exists from the start, so rate() and alerts see a 0, not nothing.
+  for (int m = 0; m < kMethods; ++m) Duration(static_cast<Method>(m), Code::kOk);
 }
 
-grpc::Status KmsService::Finish(Rpc rpc, const std::string& uid, Clock::time_point start,
+prometheus::Histogram& KmsService::Duration(Method method, Code code) {
+  size_t c = static_cast<size_t>(code);
+  if (c >= kCodes) c = static_cast<size_t>(Code::kUnknown);
+  std::atomic<prometheus::Histogram*>& slot = durations_[method][c];
+  prometheus::Histogram* h = slot.load(std::memory_order_acquire);
+  if (h == nullptr) {
+    // Two threads may both get here: Family::Add returns the same histogram for the same labels.
+    h = &duration_->Add({{"rpc_service", kService},
+                         {"rpc_method", kMethodNames[method]},
+                         {"rpc_grpc_status_code", std::to_string(c)}},
+                        kBuckets);
+    slot.store(h, std::memory_order_release);
+  }
+  return *h;
+}
+
+grpc::Status KmsService::Finish(Method method, const std::string& uid, Clock::time_point start,
                                 const vkms::Status& status) {
   auto elapsed = Clock::now() - start;
-  double secs = std::chrono::duration<double>(elapsed).count();
-  Duration(rpc, status.code()).Observe(secs);
-  if (status.ok() && !log::DebugEnabled()) return grpc::Status::OK;
-  log::Fields fields = {{"rpc", kRpcNames[rpc]},
-                        {"uid", validate::LoggableUid(uid)},
-                        {"code", CodeName(status.code())},
-                        {"duration_us", std::to_string(static_cast<long long>(secs * 1e6))}};
+  Duration(method, status.code()).Observe(std::chrono::duration<double>(elapsed).count());
+  auto fields = [&] {
+    log::Fields f = {
+        {"rpc", kMethodNames[method]},
+        {"uid", validate::LoggableUid(uid)},
+        {"code", CodeName(status.code())},
+        {"duration_us", std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count()}};
+    if (!status.ok()) f.emplace_back("error", status.message());
+    return f;
+  };
+  // The broker writes the line for every Encrypt and Decrypt it answers, with its cause when it
+  // failed; here only what failed before or outside it (an invalid request, the broker
+  // unreachable, the caller's deadline) is worth a warning. Status is debug: the apiserver
+  // polls it.
   if (status.ok()) {
     log::Debug("rpc done", fields);
     return grpc::Status::OK;
   }
-  fields.emplace_back("error", status.message());
-  log::Warning("rpc failed", fields);
+  if (status.logged()) {
+    log::Debug("rpc failed", fields);
+  } else {
+    log::Warning("rpc failed", fields);
+  }
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
 }
 
@@ -83,7 +101,7 @@ grpc::ServerUnaryReactor* KmsService::Status(grpc::CallbackServerContext* ctx,
                          resp->set_healthz(std::move(st->healthz));
                          resp->set_key_id(std::move(st->key_id));
                        }
-                       reactor->Finish(Finish(kStatusRpc, "", start, vkms::Status::Ok()));
+                       reactor->Finish(Finish(kStatus, "", start, vkms::Status::Ok()));
                      });
   return reactor;
 }
@@ -95,7 +113,7 @@ grpc::ServerUnaryReactor* KmsService::Encrypt(grpc::CallbackServerContext* ctx,
   auto start = Clock::now();
   vkms::Status s = validate::Plaintext(req->plaintext());
   if (!s.ok()) {
-    reactor->Finish(Finish(kEncryptRpc, req->uid(), start, s));
+    reactor->Finish(Finish(kEncrypt, req->uid(), start, s));
     return reactor;
   }
   broker_->Encrypt(
@@ -112,7 +130,7 @@ grpc::ServerUnaryReactor* KmsService::Encrypt(grpc::CallbackServerContext* ctx,
           resp->set_ciphertext(std::move(*ciphertext));
           resp->set_key_id(std::move(*key_id));
         }
-        reactor->Finish(Finish(kEncryptRpc, req->uid(), start, s));
+        reactor->Finish(Finish(kEncrypt, req->uid(), start, s));
       });
   return reactor;
 }
@@ -131,7 +149,7 @@ grpc::ServerUnaryReactor* KmsService::Decrypt(grpc::CallbackServerContext* ctx,
     s = validate::Annotations(annotations);
   }
   if (!s.ok()) {
-    reactor->Finish(Finish(kDecryptRpc, req->uid(), start, s));
+    reactor->Finish(Finish(kDecrypt, req->uid(), start, s));
     return reactor;
   }
   broker_->Decrypt(
@@ -139,7 +157,7 @@ grpc::ServerUnaryReactor* KmsService::Decrypt(grpc::CallbackServerContext* ctx,
       [this, reactor, req, resp, start](const vkms::Status& s, std::string* plaintext) {
         // Moved, not copied: the only other copy is wiped by BrokerClient.
         if (s.ok()) resp->set_plaintext(std::move(*plaintext));
-        reactor->Finish(Finish(kDecryptRpc, req->uid(), start, s));
+        reactor->Finish(Finish(kDecrypt, req->uid(), start, s));
       });
   return reactor;
 }

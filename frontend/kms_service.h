@@ -32,17 +32,19 @@ class KmsService final : public v2::KeyManagementService::CallbackService {
                                     v2::DecryptResponse* resp) override;
 
  private:
-  enum Rpc { kStatusRpc, kEncryptRpc, kDecryptRpc, kNumRpcs };
-  static constexpr int kNumCodes = 17;  // gRPC's canonical codes
-  grpc::Status Finish(Rpc rpc, const std::string& uid, Clock::time_point start,
+  enum Method { kStatus, kEncrypt, kDecrypt, kMethods };
+  // gRPC status codes run from 0 (OK) to 16 (UNAUTHENTICATED).
+  static constexpr size_t kCodes = 17;
+
+  grpc::Status Finish(Method method, const std::string& uid, Clock::time_point start,
                       const vkms::Status& status);
-  // The histogram of one {rpc_method, rpc_grpc_status_code}: looked up in the family (a label
-  // map, a lock) the first time only, then kept.
-  prometheus::Histogram& Duration(Rpc rpc, Code code);
+  // The histogram of one (method, code) pair: looked up in the family once, then read from a
+  // table, so a call costs no label map and no family lock.
+  prometheus::Histogram& Duration(Method method, Code code);
 
   BrokerClient* broker_;
   prometheus::Family<prometheus::Histogram>* duration_;
-  std::array<std::array<std::atomic<prometheus::Histogram*>, kNumCodes>, kNumRpcs> durations_{};
+  std::array<std::array<std::atomic<prometheus::Histogram*>, kCodes>, kMethods> durations_{};
 };
 
 // The caller's deadline as a steady-clock time point, capped so that a call without a

@@ -28,6 +28,7 @@
 #include "shared/hardening.h"
 #include "shared/ipc.h"
 #include "shared/log.h"
+#include "shared/process_metrics.h"
 
 namespace vkms::frontend {
 namespace {
@@ -127,6 +128,9 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
+  // The process_* metrics: /proc/self is opened now, since no file opens after lockdown.
+  if (!process_metrics::Open(&error)) log::Warning(error);
+
   // Confinement first: no thread exists yet, so every thread created below (gRPC's, the
   // HTTP server's, the broker reader) starts inside the Landlock domain and the seccomp filter.
   if (!LockDownFrontend(p.GetBool("dedicated-uid"), &error)) {
@@ -163,7 +167,7 @@ int Main(int argc, char** argv) {
       },
       // Process-directed, so the main loop's signalfd sees it like an operator's SIGTERM.
       [] { kill(getpid(), SIGTERM); });
-  log::Info("frontend serving", {{"metrics_port", std::to_string(http->port())},
+  log::Info("frontend serving", {{"metrics_port", http->port()},
                                  {"allowed_peer_uids", p.GetOr("allowed-peer-uids", "any")}});
 
   for (;;) {
@@ -191,13 +195,12 @@ int Main(int argc, char** argv) {
       continue;
     }
     if (!allowed.empty() && allowed.count(cred.uid) == 0) {
-      log::Warning(
-          "refused a connection from a uid outside --allowed-peer-uids",
-          {{"peer_uid", std::to_string(cred.uid)}, {"peer_pid", std::to_string(cred.pid)}});
+      log::Warning("refused a connection from a uid outside --allowed-peer-uids",
+                   {{"peer_uid", cred.uid}, {"peer_pid", cred.pid}});
       close(fd);
       continue;
     }
-    log::Debug("accepted a connection", {{"peer_uid", std::to_string(cred.uid)}});
+    log::Debug("accepted a connection", {{"peer_uid", cred.uid}});
     grpc::AddInsecureChannelFromFd(server.get(), fd);
   }
 

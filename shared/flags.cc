@@ -1,8 +1,36 @@
 #include "shared/flags.h"
 
+#include <cstdlib>
 #include <sstream>
 
+extern char** environ;
+
 namespace vkms::flags {
+namespace {
+
+bool ValidBool(const std::string& v) {
+  return v == "true" || v == "false" || v == "1" || v == "0";
+}
+
+}  // namespace
+
+std::string EnvName(const std::string& prefix, const std::string& flag) {
+  std::string out = prefix;
+  for (char c : flag) out.push_back(c == '-' ? '_' : (c >= 'a' && c <= 'z') ? c - 'a' + 'A' : c);
+  return out;
+}
+
+Environment Environment::Process(const std::string& prefix) {
+  Environment env;
+  env.prefix = prefix;
+  env.get = [](const char* name) -> const char* { return getenv(name); };
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    std::string_view name = entry.substr(0, entry.find('='));
+    if (!prefix.empty() && name.substr(0, prefix.size()) == prefix) env.names.emplace_back(name);
+  }
+  return env;
+}
 
 std::optional<std::string> Parsed::Get(const std::string& name) const {
   auto it = values_.find(name);
@@ -30,6 +58,11 @@ bool Parsed::Given(const std::string& name) const {
   return it != given_.end() && it->second;
 }
 
+std::string Parsed::Source(const std::string& name) const {
+  auto it = env_source_.find(name);
+  return it != env_source_.end() ? it->second : "--" + name;
+}
+
 std::vector<std::string> SplitList(std::string_view text, char sep) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -49,6 +82,35 @@ std::vector<std::string> SplitList(std::string_view text, char sep) {
 bool Parse(const std::vector<Spec>& specs, const std::vector<std::string>& args,
            const std::function<const char*(const char*)>& getenv_fn, Parsed* out,
            std::vector<std::string>* positional, std::string* error) {
+  return Parse(specs, args, Environment{"", getenv_fn, {}}, out, positional, error);
+}
+
+bool Parse(const std::vector<Spec>& specs, const std::vector<std::string>& args,
+           const Environment& env, Parsed* out, std::vector<std::string>* positional,
+           std::string* error) {
+  auto getenv_value = [&env](const std::string& name) -> std::string {
+    const char* v = env.get ? env.get(name.c_str()) : nullptr;
+    return v != nullptr ? v : "";
+  };
+  // A prefixed variable must name a flag that may come from the environment; checked before
+  // the command line, so a typo is reported even when the flag is also given.
+  for (const auto& name : env.names) {
+    if (env.prefix.empty() || name.compare(0, env.prefix.size(), env.prefix) != 0) continue;
+    if (getenv_value(name).empty()) continue;  // empty counts as unset
+    const Spec* spec = nullptr;
+    for (const auto& s : specs) {
+      if (EnvName(env.prefix, s.name) == name) spec = &s;
+    }
+    if (spec == nullptr) {
+      *error = name + ": no such setting (the variables are listed in --help)";
+      return false;
+    }
+    if (!spec->no_env.empty()) {
+      *error = name + ": not read from the environment: " + spec->no_env;
+      return false;
+    }
+  }
+
   std::map<std::string, const Spec*> by_name;
   for (const auto& s : specs) by_name[s.name] = &s;
   std::map<std::string, std::vector<std::string>> cli;
@@ -79,7 +141,7 @@ bool Parse(const std::vector<Spec>& specs, const std::vector<std::string>& args,
     const Spec& spec = *it->second;
     if (spec.is_bool) {
       if (!has_value) value = "true";
-      if (value != "true" && value != "false" && value != "1" && value != "0") {
+      if (!ValidBool(value)) {
         *error = "--" + name + ": expected true or false, got \"" + value + "\"";
         return false;
       }
@@ -108,10 +170,27 @@ bool Parse(const std::vector<Spec>& specs, const std::vector<std::string>& args,
       out->given_[s.name] = true;
       continue;
     }
-    const char* env = s.env.empty() ? nullptr : getenv_fn(s.env.c_str());
-    if (env != nullptr && *env != '\0') {
-      out->values_[s.name] = s.repeatable ? SplitList(env) : std::vector<std::string>{env};
+    // The specific variable first, then the standard one: VAULT_KMS_VAULT_ADDR beats
+    // VAULT_ADDR, which a Vault CLI user may have set for another purpose.
+    std::string var, value;
+    for (const std::string& candidate :
+         {env.prefix.empty() || !s.no_env.empty() ? std::string() : EnvName(env.prefix, s.name),
+          s.env}) {
+      if (candidate.empty()) continue;
+      value = getenv_value(candidate);
+      if (!value.empty()) {
+        var = candidate;
+        break;
+      }
+    }
+    if (!var.empty()) {
+      if (s.is_bool && !ValidBool(value)) {
+        *error = var + ": expected true or false, got \"" + value + "\"";
+        return false;
+      }
+      out->values_[s.name] = s.repeatable ? SplitList(value) : std::vector<std::string>{value};
       out->given_[s.name] = true;
+      out->env_source_[s.name] = var;
     } else if (!s.default_value.empty()) {
       out->values_[s.name] = {s.default_value};
     }
@@ -120,7 +199,7 @@ bool Parse(const std::vector<Spec>& specs, const std::vector<std::string>& args,
 }
 
 std::string Usage(const std::string& program, const std::string& synopsis,
-                  const std::vector<Spec>& specs) {
+                  const std::vector<Spec>& specs, const std::string& env_prefix) {
   std::ostringstream o;
   o << "Usage: " << program << " " << synopsis << "\n\nFlags:\n";
   for (const auto& s : specs) {
@@ -132,7 +211,11 @@ std::string Usage(const std::string& program, const std::string& synopsis,
       o << "\n" << std::string(34, ' ');
     o << s.help;
     if (!s.default_value.empty()) o << " (default " << s.default_value << ")";
-    if (!s.env.empty()) o << " [$" << s.env << "]";
+    std::vector<std::string> vars;
+    if (!env_prefix.empty() && s.no_env.empty()) vars.push_back(EnvName(env_prefix, s.name));
+    if (!s.env.empty()) vars.push_back(s.env);
+    for (size_t i = 0; i < vars.size(); ++i) o << (i == 0 ? " [$" : ", $") << vars[i];
+    if (!vars.empty()) o << "]";
     o << "\n";
   }
   return o.str();

@@ -38,9 +38,18 @@ class Status {
   const std::string& message() const { return message_; }
   std::string ToString() const;
 
+  // A failure already logged by the process that knows its cause (the broker logs every error
+  // it replies with), so the process that passes it on does not log it a second time.
+  Status& MarkLogged() {
+    logged_ = true;
+    return *this;
+  }
+  bool logged() const { return logged_; }
+
  private:
   Code code_ = Code::kOk;
   std::string message_;
+  bool logged_ = false;
 };
 
 }  // namespace vkms

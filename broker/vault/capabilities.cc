@@ -146,6 +146,15 @@ AsyncVaultCall AtOnce(const VaultCall& call) {
   };
 }
 
+// What an asynchronous form hands to its `done`, when every call it makes is answered at once
+// (AtOnce): `start(done)` has finished by the time it returns.
+template <typename Result, typename Start>
+Result Answered(Start start) {
+  Result out;
+  start([&out](Result r) { out = std::move(r); });
+  return out;
+}
+
 // The canary's decrypt answer: back to the same bytes?
 void CanaryDecrypted(Canary* c, VaultResponse* r) {
   RedactSecret(&r->error, c->ct);
@@ -243,10 +252,8 @@ void CanaryRoundTripAsync(const TransitNames& names, uint64_t key_version, Async
 
 RoundTripResult CanaryRoundTrip(const TransitNames& names, uint64_t key_version,
                                 const VaultCall& call) {
-  RoundTripResult out;
-  CanaryRoundTripAsync(names, key_version, AtOnce(call),
-                       [&out](RoundTripResult r) { out = std::move(r); });
-  return out;
+  return Answered<RoundTripResult>(
+      [&](auto done) { CanaryRoundTripAsync(names, key_version, AtOnce(call), std::move(done)); });
 }
 
 void VerifyTokenCapabilitiesAsync(const TransitNames& names, uint64_t key_version,
@@ -282,10 +289,9 @@ void VerifyTokenCapabilitiesAsync(const TransitNames& names, uint64_t key_versio
 
 CapabilityVerdict VerifyTokenCapabilities(const TransitNames& names, uint64_t key_version,
                                           const VaultCall& call) {
-  CapabilityVerdict out;
-  VerifyTokenCapabilitiesAsync(names, key_version, AtOnce(call),
-                               [&out](CapabilityVerdict v) { out = std::move(v); });
-  return out;
+  return Answered<CapabilityVerdict>([&](auto done) {
+    VerifyTokenCapabilitiesAsync(names, key_version, AtOnce(call), std::move(done));
+  });
 }
 
 }  // namespace vkms::broker

@@ -9,7 +9,6 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -259,40 +258,6 @@ bool FailoverWorthy(const VaultResponse& r) {
 }
 
 }  // namespace
-
-void AppendJsonString(std::string* out, std::string_view s) {
-  static const char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (u < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[u >> 4]);
-          out->push_back(kHex[u & 0xf]);
-        } else {
-          out->push_back(c);
-        }
-    }
-  }
-  out->push_back('"');
-}
 
 void WipeJsonString(Json::Value* v) {
   if (v == nullptr || !v->isString()) return;
@@ -969,12 +934,12 @@ void VaultHttp::OnExchangeDone(Slot* s, int code) {
     }
   }
   if (status >= 400) resp.error = SafeVaultErrors(resp.json);
-  if (log::DebugEnabled()) {
-    log::Debug("vault request", {{"path", t->req.path},
-                                 {"addr", t->ep->addr},
-                                 {"status", std::to_string(status)},
-                                 {"ms", std::to_string(MicrosSince(t->exchange_started) / 1000)}});
-  }
+  log::Debug("vault request", [&] {
+    return log::Fields{{"path", t->req.path},
+                       {"addr", t->ep->addr},
+                       {"status", status},
+                       {"ms", MicrosSince(t->exchange_started) / 1000}};
+  });
   if (status != 307 && status != 308) {
     EndpointDone(t);
     return;
@@ -995,13 +960,12 @@ void VaultHttp::ExchangeFailed(Transfer* t, int code, long os_errno, const std::
   resp.status = 0;
   resp.transient = !timed_out && TransientCurlError(rc);
   resp.tls_failure = !timed_out && TlsCurlError(rc, errbuf.c_str());
-  if (log::DebugEnabled()) {
-    log::Debug("vault request failed",
-               {{"path", t->req.path},
-                {"addr", t->ep->addr},
-                {"error", resp.error},
-                {"ms", std::to_string(MicrosSince(t->exchange_started) / 1000)}});
-  }
+  log::Debug("vault request failed", [&] {
+    return log::Fields{{"path", t->req.path},
+                       {"addr", t->ep->addr},
+                       {"error", resp.error},
+                       {"ms", MicrosSince(t->exchange_started) / 1000}};
+  });
   EndpointDone(t);
 }
 
@@ -1061,9 +1025,10 @@ void VaultHttp::FollowRedirect(Transfer* t, const std::string& location) {
     return;
   }
   if (override_name) next.host = t->ep->host;
-  log::Debug("following vault redirect",
-             {{"from", t->ep->addr},
-              {"to", next.scheme + "://" + next.host + ":" + std::to_string(next.port)}});
+  log::Debug("following vault redirect", [&] {
+    return log::Fields{{"from", t->ep->addr},
+                       {"to", next.scheme + "://" + next.host + ":" + std::to_string(next.port)}};
+  });
   if (!next.path.empty()) t->redirect_path = next.path;
   t->redirected = std::move(next);
   t->ep = &t->redirected;
@@ -1122,12 +1087,12 @@ void VaultHttp::PassDone(Transfer* t) {
     Finish(t);
     return;
   }
-  if (log::DebugEnabled()) {
-    log::Debug("retrying vault request", {{"path", t->req.path},
-                                          {"status", std::to_string(resp.status)},
-                                          {"error", resp.error},
-                                          {"delay_ms", std::to_string(delay.count())}});
-  }
+  log::Debug("retrying vault request", [&] {
+    return log::Fields{{"path", t->req.path},
+                       {"status", resp.status},
+                       {"error", resp.error},
+                       {"delay_ms", delay.count()}};
+  });
   ++t->retry;
   const TransferId id = t->id;
   t->backoff = loop_->AddTimer(Clock::now() + delay, [this, id] {
@@ -1189,8 +1154,7 @@ void VaultHttp::ObserveReachability(const VaultResponse& resp, Clock::time_point
           : TransportFailureReason(resp),
       now);
   if (back) {
-    char seconds[32];
-    snprintf(seconds, sizeof seconds, "%.3f", static_cast<double>(back->away.count()) / 1000);
+    const double seconds = static_cast<double>(back->away.count()) / 1000;
     log::Info("vault reachable again",
               {{"away_seconds", seconds}, {"last_error", back->last_error}, {"addr", resp.addr}});
   }

@@ -37,6 +37,7 @@
 #include "broker/event_loop.h"
 #include "broker/vault/config.h"
 #include "broker/vault/reachability.h"
+#include "shared/json_string.h"
 #include "shared/status.h"
 #include "shared/vault_metrics.h"
 
@@ -217,9 +218,9 @@ VaultConfig WithoutRoleId(VaultConfig config);
 // Appends s as a JSON string literal (quotes included). `out` must have been reserved for
 // the worst case (see JsonStringReserve) by callers building bodies that hold secrets, so
 // that no reallocation leaves an unwiped copy behind.
-void AppendJsonString(std::string* out, std::string_view s);
+using json::AppendJsonString;
 inline size_t JsonStringReserve(size_t n) {
-  return 6 * n + 2;
+  return json::StringReserve(n);
 }
 
 // Overwrites a parsed JSON string value in place (jsoncpp frees without wiping).

@@ -330,8 +330,8 @@ Status KeyCache::Apply(const Status& s, std::shared_ptr<const KeyMetadata> meta,
     if (!meta_ || meta_->key_id != meta->key_id) {
       log::Info("transit key version in use",
                 {{"key", name},
-                 {"version", std::to_string(meta->latest_version)},
-                 {"previous_version", meta_ ? std::to_string(meta_->latest_version) : "none"},
+                 {"version", meta->latest_version},
+                 {"previous_version", meta_ ? log::Value(meta_->latest_version) : "none"},
                  {"key_id", meta->key_id}});
     }
     meta_ = std::move(meta);

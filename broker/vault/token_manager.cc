@@ -314,17 +314,15 @@ void TokenManager::LoginDone(const Status& s, Credential* cred, Clock::time_poin
     } else {
       Schedule(renewable_ ? Next::kRenew : Next::kLogin, at);
     }
-    log::Info("vault login succeeded", {{"method", method},
-                                        {"lease_s", std::to_string(cred->lease_s)},
-                                        {"renewable", renewable_ ? "true" : "false"}});
+    log::Info("vault login succeeded",
+              {{"method", method}, {"lease_s", cred->lease_s}, {"renewable", renewable_}});
   } else {
     ++logins_failed_;
     last_error_ = s.message();
     last_login_failure_ = Clock::now();
     FailureBackoff();
-    log::Warning("vault login failed", {{"method", method},
-                                        {"error", s.message()},
-                                        {"retry_in_ms", std::to_string(backoff_.count())}});
+    log::Warning("vault login failed",
+                 {{"method", method}, {"error", s.message()}, {"retry_in_ms", backoff_.count()}});
   }
   for (LoginWaiter& w : waiters) w.done(s);
 }
@@ -397,10 +395,10 @@ void TokenManager::Renew(Deadline deadline, StatusDone done) {
           // Renewing again would only shrink the lease further: log in again before it runs out.
           Schedule(Next::kLogin, at);
           log::Info("vault token renewal capped by max_ttl; will log in again before expiry",
-                    {{"lease_s", std::to_string(lease)}, {"asked_s", std::to_string(increment)}});
+                    {{"lease_s", lease}, {"asked_s", increment}});
         } else {
           Schedule(Next::kRenew, at);
-          log::Debug("vault token renewed", {{"lease_s", std::to_string(lease)}});
+          log::Debug("vault token renewed", {{"lease_s", lease}});
         }
         done(Status::Ok());
       });

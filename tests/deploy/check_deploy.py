@@ -603,7 +603,7 @@ class EnvFile(unittest.TestCase):
     def test_commented_defaults_are_the_defaults(self):
         out = subprocess.run([ARGS.broker, "--help"], capture_output=True, text=True,
                              timeout=20, env={}, check=True).stdout
-        defaults = dict(re.findall(r"^\s+--([a-z0-9-]+)=VALUE.*\(default ([^)\s]+)\)\s*$", out,
+        defaults = dict(re.findall(r"^\s+--([a-z0-9-]+)=VALUE.*\(default ([^)\s]+)\)(?:\s+\[[^]]*\])?\s*$", out,
                                    re.M))
         names = broker_env_names()
         _, commented = env_file()

@@ -152,7 +152,8 @@ TEST(DeploySocketTest, DefaultSocketIsThePathDeployUses) {
   EXPECT_EQ(enc.substr(enc.find(endpoint) + endpoint.size(),
                        enc.find('\n', enc.find(endpoint)) - enc.find(endpoint) - endpoint.size()),
             compiled);
-  EXPECT_NE(ReadFile(VKMS_DEPLOY_DIR "/../README.md").find("| `--socket` | | `" + compiled + "` |"),
+  EXPECT_NE(ReadFile(VKMS_DEPLOY_DIR "/../README.md")
+                .find("| `--socket` | `VAULT_KMS_SOCKET` | `" + compiled + "` |"),
             std::string::npos)
       << "README's flag table shows another default";
 }

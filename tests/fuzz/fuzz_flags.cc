@@ -1,5 +1,6 @@
 // The broker's command line (broker/config.h ParseBrokerFlags): the input, split on NUL, is
-// argv without argv[0]. Environment fallbacks are cleared first so every run is reproducible.
+// argv without argv[0]. Environment fallbacks (VAULT_* and VAULT_KMS_*) are cleared first so
+// every run is reproducible.
 // Whatever the arguments, the parser returns; an error is one line; and a configuration it
 // accepts satisfies what the rest of the broker assumes.
 #include <sys/un.h>
@@ -61,6 +62,7 @@ void CheckConfig(const BrokerConfig& c) {
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   for (const auto& spec : vkms::broker::BrokerFlagSpecs()) {
     if (!spec.env.empty()) unsetenv(spec.env.c_str());
+    unsetenv(vkms::flags::EnvName(vkms::broker::kBrokerEnvPrefix, spec.name).c_str());
   }
   return 0;
 }

@@ -14,9 +14,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
+#include "shared/flags.h"
 #include "tests/kmsclient/kms_client.h"
 
 namespace vkms::testing {
@@ -151,16 +153,29 @@ bool PluginProcess::Start(std::string* error) {
   }
   for (const auto& f : options_.extra_flags) args.push_back(f);
 
+  std::vector<std::string> env = options_.env;
+  if (options_.configure_by_environment) {
+    // --some-flag=value -> VAULT_KMS_SOME_FLAG=value; repeated flags become one list.
+    std::map<std::string, std::string> vars;
+    for (size_t i = 1; i < args.size(); ++i) {
+      size_t eq = args[i].find('=');
+      std::string& value = vars[flags::EnvName("VAULT_KMS_", args[i].substr(2, eq - 2))];
+      value += (value.empty() ? "" : ",") + args[i].substr(eq + 1);
+    }
+    for (const auto& [name, value] : vars) env.push_back(name + "=" + value);
+    args.resize(1);
+  }
+
   launched_at_ = std::chrono::steady_clock::now();
-  if (options_.stdin_path.empty() && options_.run_as_uid == 0 && options_.env.empty()) {
+  if (options_.stdin_path.empty() && options_.run_as_uid == 0 && env.empty()) {
     pid_ = SpawnLogged(args, log_path_, error);
   } else {
     int in = open(options_.stdin_path.empty() ? "/dev/null" : options_.stdin_path.c_str(),
                   O_RDONLY | O_CLOEXEC);
     int logfd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    pid_ = in >= 0 && logfd >= 0 ? SpawnClean(args, logfd, logfd, false, in,
-                                              Root() ? options_.run_as_uid : 0, options_.env)
-                                 : -1;
+    pid_ = in >= 0 && logfd >= 0
+               ? SpawnClean(args, logfd, logfd, false, in, Root() ? options_.run_as_uid : 0, env)
+               : -1;
     if (in >= 0) close(in);
     if (logfd >= 0) close(logfd);
     if (pid_ < 0) *error = "cannot start the broker with stdin " + options_.stdin_path;
@@ -270,7 +285,7 @@ pid_t PluginProcess::FrontendPid() const {
 
 int PluginProcess::metrics_port() const {
   const std::string logs = Logs();
-  const std::string key = "\"metrics_port\":\"";
+  const std::string key = "\"metrics_port\":";
   size_t pos = logs.find(key);
   if (pos == std::string::npos) return 0;
   return std::atoi(logs.c_str() + pos + key.size());
@@ -278,6 +293,15 @@ int PluginProcess::metrics_port() const {
 
 std::string PluginProcess::Logs() const {
   return ReadFile(log_path_);
+}
+
+bool PluginProcess::WaitForLog(const std::string& text, std::chrono::milliseconds timeout) const {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (Logs().find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
 }
 
 pid_t SpawnClean(const std::vector<std::string>& args, int out_fd, int err_fd, bool null_stdin,

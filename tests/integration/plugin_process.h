@@ -36,6 +36,10 @@ struct PluginOptions {
   std::string metrics_listen = "127.0.0.1:0";
   std::string log_level = "debug";
   std::vector<std::string> extra_flags;
+  // Every flag above becomes its VAULT_KMS_<FLAG> variable (added to `env`) and the broker
+  // gets no argument: a start configured only by the environment, as a systemd
+  // EnvironmentFile gives it.
+  bool configure_by_environment = false;
   // The broker executable; empty means BuildDir()/vault-kms-broker. A copy elsewhere starts
   // whatever vault-kms-frontend sits beside it (the boundary tests put a hostile one there).
   std::string broker_path;
@@ -80,6 +84,9 @@ class PluginProcess {
   void WriteClientCertificate(const std::string& cert_pem, const std::string& key_pem);
   int metrics_port() const;
   std::string Logs() const;  // everything both processes wrote to stdout/stderr so far
+  // Until Logs() holds `text`: the frontend's lines reach the log through the broker's relay,
+  // so they may trail what a client saw (a refused connection) by a loop turn or more.
+  bool WaitForLog(const std::string& text, std::chrono::milliseconds timeout) const;
 
   v2::StatusResponse Status();
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "broker/effective_config.h"
 #include "test_pki.h"
@@ -20,13 +21,23 @@ std::vector<std::string> Base() {
           "--approle-secret-id-file=/etc/vkms/secret-id"};
 }
 
+// Every variable a flag may be read from: the standard VAULT_* ones and VAULT_KMS_<FLAG>.
+std::vector<std::string> AllVariables() {
+  std::vector<std::string> vars;
+  for (const auto& spec : BrokerFlagSpecs()) {
+    if (!spec.env.empty()) vars.push_back(spec.env);
+    vars.push_back(flags::EnvName(kBrokerEnvPrefix, spec.name));
+  }
+  return vars;
+}
+
 class BrokerConfigTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    for (const char* v : {"VAULT_ADDR", "VAULT_CACERT", "VAULT_CAPATH", "VAULT_CLIENT_CERT",
-                          "VAULT_CLIENT_KEY", "VAULT_NAMESPACE", "VAULT_TLS_SERVER_NAME"}) {
-      unsetenv(v);
-    }
+  void SetUp() override { Clear(); }
+  void TearDown() override { Clear(); }
+  static void Clear() {
+    for (const auto& v : AllVariables()) unsetenv(v.c_str());
+    unsetenv("VAULT_KMS_TRANSITKEY");
   }
 };
 
@@ -64,6 +75,150 @@ TEST_F(BrokerConfigTest, EnvironmentFallbackAndFlagWins) {
             (std::vector<std::string>{"https://flag.example:8200", "https://b.example:8200"}));
   unsetenv("VAULT_ADDR");
   unsetenv("VAULT_NAMESPACE");
+}
+
+// A whole configuration from VAULT_KMS_* alone, as a systemd EnvironmentFile would give it.
+TEST_F(BrokerConfigTest, EveryFlagFromItsVaultKmsVariable) {
+  const std::map<std::string, std::string> vars = {
+      {"VAULT_KMS_SOCKET", "unix:///tmp/env.sock"},
+      {"VAULT_KMS_SOCKET_MODE", "0600"},
+      {"VAULT_KMS_ALLOWED_PEER_UIDS", "0,1000"},
+      {"VAULT_KMS_VAULT_ADDR", "https://a.example:8200,https://b.example:8200"},
+      {"VAULT_KMS_VAULT_CA_FILE", "/etc/ssl/certs/ca-certificates.crt"},
+      {"VAULT_KMS_VAULT_CA_PATH", "/etc/ssl/certs"},
+      {"VAULT_KMS_VAULT_TLS_SERVER_NAME", "vault.example"},
+      {"VAULT_KMS_VAULT_NAMESPACE", "team-a"},
+      {"VAULT_KMS_VAULT_AUTH_NAMESPACE", "admin"},
+      {"VAULT_KMS_TRANSIT_MOUNT", "kms-transit"},
+      {"VAULT_KMS_TRANSIT_KEY", "cluster-a"},
+      {"VAULT_KMS_AUTH_METHOD", "approle"},
+      {"VAULT_KMS_APPROLE_MOUNT", "approle-kms"},
+      {"VAULT_KMS_APPROLE_ROLE_ID_FILE", "/etc/vkms/role-id"},
+      {"VAULT_KMS_APPROLE_SECRET_ID_FILE", "/etc/vkms/secret-id"},
+      {"VAULT_KMS_KEY_REFRESH_INTERVAL", "1m"},
+      {"VAULT_KMS_VAULT_CONCURRENCY", "8"},
+      {"VAULT_KMS_METRICS_LISTEN", "127.0.0.1:9100"},
+      {"VAULT_KMS_LOG_LEVEL", "warning"},
+      {"VAULT_KMS_BROKER_USER", "65530"},
+      {"VAULT_KMS_FRONTEND_USER", "65531"},
+  };
+  for (const auto& [k, v] : vars) setenv(k.c_str(), v.c_str(), 1);
+  BrokerConfig c;
+  std::string msg;
+  ASSERT_EQ(ParseBrokerFlags({}, &c, &msg), ParseResult::kOk) << msg;
+  EXPECT_EQ(c.socket_path, "/tmp/env.sock");
+  EXPECT_EQ(c.socket_mode, 0600u);
+  EXPECT_EQ(c.allowed_peer_uids, (std::vector<uid_t>{0, 1000}));
+  EXPECT_EQ(c.vault.addrs,
+            (std::vector<std::string>{"https://a.example:8200", "https://b.example:8200"}));
+  EXPECT_EQ(c.vault.ca_file, "/etc/ssl/certs/ca-certificates.crt");
+  EXPECT_EQ(c.vault.ca_path, "/etc/ssl/certs");
+  EXPECT_EQ(c.vault.tls_server_name, "vault.example");
+  EXPECT_EQ(c.vault.ns, "team-a");
+  EXPECT_EQ(c.vault.auth_ns, "admin");
+  EXPECT_EQ(c.vault.transit_mount, "kms-transit");
+  EXPECT_EQ(c.vault.transit_key, "cluster-a");
+  EXPECT_EQ(c.vault.approle_mount, "approle-kms");
+  EXPECT_EQ(c.vault.role_id_file, "/etc/vkms/role-id");
+  EXPECT_EQ(c.vault.secret_id_file, "/etc/vkms/secret-id");
+  EXPECT_EQ(c.vault.key_refresh_interval, std::chrono::minutes(1));
+  EXPECT_EQ(c.vault.workers, 8);
+  EXPECT_EQ(c.metrics_listen, "127.0.0.1:9100");
+  EXPECT_EQ(c.log_level, "warning");
+  EXPECT_EQ(c.broker_user.uid, 65530u);
+  EXPECT_EQ(c.frontend_user.uid, 65531u);
+
+  // Every flag that may come from the environment was set above (socket-group, the client
+  // certificate pair and token-file need files or a group the test cannot count on; they go
+  // through the same table). The cert method's flags: CertConfigTest.FlagsFromTheirVariables.
+  std::set<std::string> untested = {"VAULT_KMS_SOCKET_GROUP",     "VAULT_KMS_VAULT_CLIENT_CERT",
+                                    "VAULT_KMS_VAULT_CLIENT_KEY", "VAULT_KMS_TOKEN_FILE",
+                                    "VAULT_KMS_CERT_AUTH_MOUNT",  "VAULT_KMS_CERT_AUTH_ROLE"};
+  for (const auto& spec : BrokerFlagSpecs()) {
+    std::string var = flags::EnvName(kBrokerEnvPrefix, spec.name);
+    if (!spec.no_env.empty() || untested.count(var) > 0) continue;
+    EXPECT_EQ(vars.count(var), 1u) << var << " is not covered by this test";
+  }
+}
+
+TEST_F(BrokerConfigTest, TheSpecificVariableBeatsTheStandardOneAndTheFlagBeatsBoth) {
+  setenv("VAULT_ADDR", "https://cli.example:8200", 1);
+  setenv("VAULT_KMS_VAULT_ADDR", "https://kms.example:8200", 1);
+  BrokerConfig c;
+  std::string msg;
+  std::vector<std::string> args = {"--approle-role-id-file=/r", "--approle-secret-id-file=/s"};
+  ASSERT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kOk) << msg;
+  EXPECT_EQ(c.vault.addrs, std::vector<std::string>{"https://kms.example:8200"});
+  args.push_back("--vault-addr=https://flag.example:8200");
+  BrokerConfig d;
+  ASSERT_EQ(ParseBrokerFlags(args, &d, &msg), ParseResult::kOk) << msg;
+  EXPECT_EQ(d.vault.addrs, std::vector<std::string>{"https://flag.example:8200"});
+}
+
+// A bad value gets the same one-line error as the flag would, naming the variable it came from.
+TEST_F(BrokerConfigTest, InvalidVariablesNameTheVariable) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"VAULT_KMS_SOCKET", "relative.sock"},
+      {"VAULT_KMS_SOCKET_MODE", "0666"},
+      {"VAULT_KMS_SOCKET_GROUP", "no-such-group-xyz"},
+      {"VAULT_KMS_ALLOWED_PEER_UIDS", "root"},
+      {"VAULT_KMS_VAULT_ADDR", "http://127.0.0.1:8200"},
+      {"VAULT_ADDR", "http://127.0.0.1:8200"},
+      {"VAULT_CACERT", "/nonexistent/ca.pem"},
+      {"VAULT_KMS_VAULT_CA_FILE", "/nonexistent/ca.pem"},
+      {"VAULT_KMS_VAULT_NAMESPACE", "../x"},
+      {"VAULT_KMS_TRANSIT_MOUNT", "../sys"},
+      {"VAULT_KMS_TRANSIT_KEY", "a/b"},
+      {"VAULT_KMS_AUTH_METHOD", "ldap"},
+      {"VAULT_KMS_APPROLE_MOUNT", "/x"},
+      {"VAULT_KMS_APPROLE_SECRET_ID_FILE", "relative"},
+      {"VAULT_KMS_TOKEN_FILE", "/t"},
+      {"VAULT_KMS_KEY_REFRESH_INTERVAL", "10x"},
+      {"VAULT_KMS_VAULT_CONCURRENCY", "0"},
+      {"VAULT_KMS_METRICS_LISTEN", "8080"},
+      {"VAULT_KMS_LOG_LEVEL", "loud"},
+      {"VAULT_KMS_BROKER_USER", "no-such-user-xyz"},
+      {"VAULT_KMS_TRANSITKEY", "kms"},
+  };
+  for (const auto& [var, value] : cases) {
+    Clear();
+    setenv(var.c_str(), value.c_str(), 1);
+    std::vector<std::string> args = {"--approle-role-id-file=/r"};
+    // The variables that replace a Base() flag must not be overridden by it.
+    if (var != "VAULT_KMS_SOCKET") args.push_back("--socket=/tmp/vkms-test.sock");
+    if (var.find("VAULT_ADDR") == std::string::npos) {
+      args.push_back("--vault-addr=https://127.0.0.1:8200");
+    }
+    if (var != "VAULT_KMS_APPROLE_SECRET_ID_FILE") args.push_back("--approle-secret-id-file=/s");
+    BrokerConfig c;
+    std::string msg;
+    EXPECT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kError) << var << "=" << value;
+    EXPECT_EQ(msg.rfind(var + ":", 0), 0u) << "message \"" << msg << "\" for " << var;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+TEST_F(BrokerConfigTest, NoRoleIdFromTheEnvironment) {
+  setenv("VAULT_KMS_APPROLE_ROLE_ID", "role-id-in-env-7f3a", 1);
+  std::vector<std::string> args = Base();
+  BrokerConfig c;
+  std::string msg;
+  ASSERT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kError);
+  EXPECT_EQ(msg.rfind("VAULT_KMS_APPROLE_ROLE_ID: ", 0), 0u) << msg;
+  EXPECT_NE(msg.find("VAULT_KMS_APPROLE_ROLE_ID_FILE"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("role-id-in-env-7f3a"), std::string::npos) << "the value is not echoed";
+  // Empty is unset, as for every variable.
+  setenv("VAULT_KMS_APPROLE_ROLE_ID", "", 1);
+  ASSERT_EQ(ParseBrokerFlags(args, &c, &msg), ParseResult::kOk) << msg;
+}
+
+TEST_F(BrokerConfigTest, ControlCharactersInAVariableStayOnOneLine) {
+  setenv("VAULT_KMS_TRANSIT_KEY", "a\nb", 1);
+  BrokerConfig c;
+  std::string msg;
+  ASSERT_EQ(ParseBrokerFlags(Base(), &c, &msg), ParseResult::kError);
+  EXPECT_EQ(msg.find_first_of("\r\n"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("VAULT_KMS_TRANSIT_KEY"), std::string::npos) << msg;
 }
 
 TEST_F(BrokerConfigTest, VaultConcurrencySetsTheWorkerCount) {
@@ -233,11 +388,33 @@ TEST_F(CertConfigTest, CertAuthMethod) {
   EXPECT_STREQ(AuthMethodName(d.vault.auth_method), "cert");
   // Logged at start like every flag.
   log::Fields fields = EffectiveConfigFields(d);
-  std::map<std::string, std::string> logged(fields.begin(), fields.end());
-  EXPECT_EQ(logged["auth-method"], "cert");
-  EXPECT_EQ(logged["cert-auth-mount"], "team/cert");
-  EXPECT_EQ(logged["cert-auth-role"], "vault-kms");
-  EXPECT_EQ(logged["vault-client-key"], key_) << "the key's path, never its content";
+  std::map<std::string, log::Value> logged(fields.begin(), fields.end());
+  EXPECT_EQ(logged.at("auth-method").str(), "cert");
+  EXPECT_EQ(logged.at("cert-auth-mount").str(), "team/cert");
+  EXPECT_EQ(logged.at("cert-auth-role").str(), "vault-kms");
+  EXPECT_EQ(logged.at("vault-client-key").str(), key_) << "the key's path, never its content";
+}
+
+// A systemd EnvironmentFile can select the method and name everything it needs.
+TEST_F(CertConfigTest, FlagsFromTheirVariables) {
+  setenv("VAULT_KMS_VAULT_ADDR", "https://127.0.0.1:8200", 1);
+  setenv("VAULT_KMS_AUTH_METHOD", "cert", 1);
+  setenv("VAULT_KMS_VAULT_CLIENT_CERT", cert_.c_str(), 1);
+  setenv("VAULT_KMS_VAULT_CLIENT_KEY", key_.c_str(), 1);
+  setenv("VAULT_KMS_CERT_AUTH_MOUNT", "nodes/cert", 1);
+  setenv("VAULT_KMS_CERT_AUTH_ROLE", "vault-kms", 1);
+  BrokerConfig c;
+  std::string msg;
+  ASSERT_EQ(ParseBrokerFlags({}, &c, &msg), ParseResult::kOk) << msg;
+  EXPECT_EQ(c.vault.auth_method, AuthMethod::kCert);
+  EXPECT_EQ(c.vault.client_cert, cert_);
+  EXPECT_EQ(c.vault.client_key, key_);
+  EXPECT_EQ(c.vault.cert_auth_mount, "nodes/cert");
+  EXPECT_EQ(c.vault.cert_auth_role, "vault-kms");
+  // A bad value names the variable it came from.
+  setenv("VAULT_KMS_CERT_AUTH_ROLE", "a/b", 1);
+  EXPECT_EQ(ParseBrokerFlags({}, &c, &msg), ParseResult::kError);
+  EXPECT_NE(msg.find("VAULT_KMS_CERT_AUTH_ROLE"), std::string::npos) << msg;
 }
 
 TEST_F(CertConfigTest, CertAuthFlagsAreCheckedAtStart) {
@@ -277,13 +454,83 @@ TEST_F(CertConfigTest, CertAuthFlagsAreCheckedAtStart) {
   }
 }
 
-TEST_F(BrokerConfigTest, HelpListsEveryFlag) {
+TEST_F(BrokerConfigTest, HelpListsEveryFlagAndItsVariables) {
   BrokerConfig c;
   std::string msg;
   ASSERT_EQ(ParseBrokerFlags({"--help"}, &c, &msg), ParseResult::kHelp);
   for (const auto& spec : BrokerFlagSpecs()) {
     EXPECT_NE(msg.find("--" + spec.name), std::string::npos) << spec.name;
+    std::string var = flags::EnvName(kBrokerEnvPrefix, spec.name);
+    if (spec.no_env.empty()) {
+      EXPECT_NE(msg.find("$" + var), std::string::npos) << var;
+    } else {
+      EXPECT_EQ(msg.find(var + "]"), std::string::npos) << var;
+    }
+    if (!spec.env.empty()) {
+      EXPECT_NE(msg.find("$" + spec.env), std::string::npos) << spec.env;
+    }
   }
+}
+
+// The README's flag table is the operator's reference: every flag, its variables and default,
+// exactly as the parser has them.
+TEST(BrokerFlagsReadme, TableListsEveryFlagWithItsVariables) {
+  std::ifstream in(VKMS_README);
+  ASSERT_TRUE(in.is_open()) << VKMS_README;
+  auto split = [](const std::string& text, const std::string& sep) {
+    std::vector<std::string> out;
+    size_t start = 0, at;
+    while ((at = text.find(sep, start)) != std::string::npos) {
+      out.push_back(text.substr(start, at - start));
+      start = at + sep.size();
+    }
+    out.push_back(text.substr(start));
+    return out;
+  };
+  auto quoted = [](const std::string& cell) {
+    std::vector<std::string> out;
+    for (size_t at = cell.find('`'); at != std::string::npos; at = cell.find('`', at + 1)) {
+      size_t end = cell.find('`', at + 1);
+      out.push_back(cell.substr(at + 1, end - at - 1));
+      at = end;
+    }
+    return out;
+  };
+  std::map<std::string, std::set<std::string>> vars;  // flag -> variables in the table
+  std::map<std::string, std::string> defaults;        // flag -> its default cell
+  bool in_flags = false;  // the table of the "### Flags" section, not the troubleshooting one
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("#", 0) == 0) in_flags = line == "### Flags";
+    if (!in_flags || line.rfind("| `--", 0) != 0) continue;
+    std::vector<std::string> cells = split(line.substr(1, line.size() - 2), "|");
+    for (auto& c : cells) {
+      c.erase(0, c.find_first_not_of(' '));
+      c.erase(c.find_last_not_of(' ') + 1);
+    }
+    ASSERT_GE(cells.size(), 4u) << line;
+    std::vector<std::string> names = quoted(cells[0]);
+    std::vector<std::string> env_parts = split(cells[1], " / ");
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::string flag = names[i].substr(2);
+      const std::string& env = env_parts.size() == names.size() ? env_parts[i] : cells[1];
+      std::vector<std::string> listed = quoted(env);
+      vars[flag] = std::set<std::string>(listed.begin(), listed.end());
+      defaults[flag] = cells[2];
+    }
+  }
+  for (const auto& spec : BrokerFlagSpecs()) {
+    SCOPED_TRACE(spec.name);
+    ASSERT_EQ(vars.count(spec.name), 1u) << "not in the README's flag table";
+    std::set<std::string> expected;
+    if (spec.no_env.empty()) expected.insert(flags::EnvName(kBrokerEnvPrefix, spec.name));
+    if (!spec.env.empty()) expected.insert(spec.env);
+    EXPECT_EQ(vars[spec.name], expected);
+    if (!spec.default_value.empty()) {
+      EXPECT_NE(defaults[spec.name].find("`" + spec.default_value + "`"), std::string::npos)
+          << defaults[spec.name];
+    }
+  }
+  EXPECT_EQ(vars.size(), BrokerFlagSpecs().size()) << "the table lists a flag that does not exist";
 }
 
 }  // namespace

@@ -23,21 +23,25 @@ TEST(EffectiveConfig, EveryFlagButNoSecret) {
       ParseResult::kOk)
       << msg;
   log::Fields fields = EffectiveConfigFields(c);
-  std::map<std::string, std::string> by_name(fields.begin(), fields.end());
+  std::map<std::string, log::Value> by_name(fields.begin(), fields.end());
   for (const auto& spec : BrokerFlagSpecs()) {
     if (spec.name == "help" || spec.name == "version") continue;
     EXPECT_EQ(by_name.count(spec.name), 1u) << "--" << spec.name << " is not logged at start";
   }
-  EXPECT_EQ(by_name["version"], VKMS_VERSION);
-  EXPECT_EQ(by_name["socket"], "unix:///var/run/kmsplugin/vault-kms.sock");
-  EXPECT_EQ(by_name["socket-group"], "0");
-  EXPECT_EQ(by_name["vault-addr"], "https://a:1,https://b:2");
-  EXPECT_EQ(by_name["approle-secret-id-file"], "/etc/vault-kms/secret-id");
-  EXPECT_EQ(by_name["approle-role-id"], "(given as a flag, not shown)");
-  EXPECT_EQ(by_name["key-refresh-interval"], "1500ms");
-  EXPECT_EQ(by_name["broker-user"], "65532:65532");
+  auto text = [&](const std::string& name) { return by_name.at(name).str(); };
+  EXPECT_EQ(text("version"), VKMS_VERSION);
+  EXPECT_EQ(text("socket"), "unix:///var/run/kmsplugin/vault-kms.sock");
+  EXPECT_EQ(text("socket-group"), "0");
+  EXPECT_EQ(text("vault-addr"), "https://a:1,https://b:2");
+  EXPECT_EQ(text("approle-secret-id-file"), "/etc/vault-kms/secret-id");
+  EXPECT_EQ(text("approle-role-id"), "(given as a flag, not shown)");
+  EXPECT_EQ(text("key-refresh-interval"), "1500ms");
+  EXPECT_EQ(text("broker-user"), "65532:65532");
+  // A number is a JSON number (issue 14 item 12).
+  ASSERT_EQ(by_name.at("vault-concurrency").kind(), log::Value::Kind::kInt);
+  EXPECT_EQ(by_name.at("vault-concurrency").int_value(), 16);
   for (const auto& [k, v] : fields) {
-    EXPECT_EQ(v.find(role_id), std::string::npos) << k << " shows the role-id";
+    EXPECT_EQ(v.str().find(role_id), std::string::npos) << k << " shows the role-id";
   }
 }
 
