@@ -450,7 +450,7 @@ void TokenManager::CallBegin(const std::shared_ptr<Call>& call, bool inside_call
   // Uses the token held now, or waits for (or runs) a login.
   call->token = CurrentToken(&call->gen);
   if (call->token) return CallSend(call);
-  auto no_token = [this, call](const std::string& why) {
+  auto no_token = [call](const std::string& why) {
     call->resp = VaultResponse();
     call->resp.transport =
         Clock::now() >= call->deadline ? Code::kDeadlineExceeded : Code::kUnauthenticated;
