@@ -8,20 +8,18 @@
 
 #include <memory>
 
+#include "broker/vault/client_cert.h"
+
 namespace vkms::broker {
 namespace {
 
 struct BioFree {
   void operator()(BIO* b) const { BIO_free(b); }
 };
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
 struct PkeyFree {
   void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 };
 using Bio = std::unique_ptr<BIO, BioFree>;
-using Cert = std::unique_ptr<X509, X509Free>;
 using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
 // Refuses to prompt: a key protected by a passphrase cannot be used by the broker either.
@@ -55,12 +53,12 @@ std::string CheckTlsFiles(const VaultConfig& c) {
       (stat(c.ca_path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
     error = "--vault-ca-path: " + c.ca_path + " is not a directory";
   }
-  Cert cert;
+  X509Ptr cert(nullptr, X509_free);
   if (error.empty() && !c.client_cert.empty()) {
-    Bio bio(BIO_new_file(c.client_cert.c_str(), "r"));
-    if (bio) {
-      cert.reset(PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr));
-      if (!cert) error = "--vault-client-cert: " + c.client_cert + " holds no PEM certificate";
+    std::string open_error;  // a file that cannot be opened is the caller's to report
+    cert = ReadPemCertificate(c.client_cert, &open_error);
+    if (!cert && open_error.empty()) {
+      error = "--vault-client-cert: " + c.client_cert + " holds no PEM certificate";
     }
   }
   if (error.empty() && !c.client_key.empty()) {

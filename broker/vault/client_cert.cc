@@ -13,8 +13,6 @@
 namespace vkms::broker {
 namespace {
 
-using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
-
 std::string Rfc3339(const ASN1_TIME* t) {
   struct tm tm = {};
   if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return "an unreadable time";
@@ -23,27 +21,30 @@ std::string Rfc3339(const ASN1_TIME* t) {
   return out;
 }
 
-// The first PEM certificate of `path`; *error (with errno's text) when the file cannot be
-// opened, null without it when it holds none.
-X509Ptr ReadCertificate(const std::string& path, std::string* error) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(path.c_str(), "r"), BIO_free);
-  if (!bio) {
-    *error = strerror(errno);
-    ERR_clear_error();
-    return X509Ptr(nullptr, X509_free);
-  }
-  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
-  // libcurl reads OpenSSL's error queue after a handshake: leave nothing of ours in it.
-  ERR_clear_error();
-  return cert;
+// Refuses to prompt: a certificate is never encrypted, and the broker has no terminal.
+int NoPassphrase(char*, int, int, void*) {
+  return 0;
 }
 
 }  // namespace
 
+X509Ptr ReadPemCertificate(const std::string& path, std::string* open_error) {
+  open_error->clear();
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(path.c_str(), "r"), BIO_free);
+  if (!bio) {
+    *open_error = strerror(errno);
+    ERR_clear_error();
+    return X509Ptr(nullptr, X509_free);
+  }
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr), X509_free);
+  ERR_clear_error();
+  return cert;
+}
+
 std::string ClientCertificateProblem(const std::string& path, std::time_t now) {
   const std::string what = "client certificate " + path;
   std::string error;
-  X509Ptr cert = ReadCertificate(path, &error);
+  X509Ptr cert = ReadPemCertificate(path, &error);
   if (!error.empty()) return what + " cannot be read: " + error;
   if (!cert) return what + " holds no PEM certificate";
   const ASN1_TIME* not_after = X509_get0_notAfter(cert.get());
@@ -59,7 +60,7 @@ std::string ClientCertificateProblem(const std::string& path, std::time_t now) {
 
 std::string ClientCertificateSummary(const std::string& path) {
   std::string error;
-  X509Ptr cert = ReadCertificate(path, &error);
+  X509Ptr cert = ReadPemCertificate(path, &error);
   if (!cert) return "";
   std::unique_ptr<BIO, decltype(&BIO_free)> out(BIO_new(BIO_s_mem()), BIO_free);
   std::string subject;
