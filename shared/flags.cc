@@ -12,6 +12,15 @@ bool ValidBool(const std::string& v) {
   return v == "true" || v == "false" || v == "1" || v == "0";
 }
 
+// The variables a flag reads, in precedence order: the specific one (VAULT_KMS_VAULT_ADDR),
+// then the standard one (VAULT_ADDR), which a Vault CLI user may have set for another purpose.
+std::vector<std::string> VariablesOf(const Spec& s, const std::string& prefix) {
+  std::vector<std::string> vars;
+  if (!prefix.empty() && s.no_env.empty()) vars.push_back(EnvName(prefix, s.name));
+  if (!s.env.empty()) vars.push_back(s.env);
+  return vars;
+}
+
 }  // namespace
 
 std::string EnvName(const std::string& prefix, const std::string& flag) {
@@ -170,13 +179,8 @@ bool Parse(const std::vector<Spec>& specs, const std::vector<std::string>& args,
       out->given_[s.name] = true;
       continue;
     }
-    // The specific variable first, then the standard one: VAULT_KMS_VAULT_ADDR beats
-    // VAULT_ADDR, which a Vault CLI user may have set for another purpose.
     std::string var, value;
-    for (const std::string& candidate :
-         {env.prefix.empty() || !s.no_env.empty() ? std::string() : EnvName(env.prefix, s.name),
-          s.env}) {
-      if (candidate.empty()) continue;
+    for (const std::string& candidate : VariablesOf(s, env.prefix)) {
       value = getenv_value(candidate);
       if (!value.empty()) {
         var = candidate;
@@ -211,9 +215,7 @@ std::string Usage(const std::string& program, const std::string& synopsis,
       o << "\n" << std::string(34, ' ');
     o << s.help;
     if (!s.default_value.empty()) o << " (default " << s.default_value << ")";
-    std::vector<std::string> vars;
-    if (!env_prefix.empty() && s.no_env.empty()) vars.push_back(EnvName(env_prefix, s.name));
-    if (!s.env.empty()) vars.push_back(s.env);
+    const std::vector<std::string> vars = VariablesOf(s, env_prefix);
     for (size_t i = 0; i < vars.size(); ++i) o << (i == 0 ? " [$" : ", $") << vars[i];
     if (!vars.empty()) o << "]";
     o << "\n";
