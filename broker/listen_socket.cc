@@ -13,6 +13,7 @@
 
 #include <cstdio>
 
+#include "shared/listen_address.h"
 #include "shared/log.h"
 
 namespace vkms::broker {
@@ -187,21 +188,19 @@ bool ClearStale(int dir_fd, const std::string& name, const std::string& path, st
 }  // namespace
 
 int ListenMetrics(const std::string& host_port, std::string* error) {
-  size_t colon = host_port.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    *error = "cannot listen on " + host_port + ": expected host:port";
+  ListenAddress addr;
+  std::string why;
+  if (!ParseListenAddress(host_port, &addr, &why)) {
+    *error = "cannot listen on " + host_port + ": " + why;
     return -1;
   }
-  std::string host = host_port.substr(0, colon), port = host_port.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
+  const std::string port = std::to_string(addr.port);
   struct addrinfo hints = {};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   struct addrinfo* res = nullptr;
-  int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  int rc = getaddrinfo(addr.host.c_str(), port.c_str(), &hints, &res);
   if (rc != 0 || res == nullptr) {
     *error = "cannot listen on " + host_port + ": " + gai_strerror(rc);
     return -1;

@@ -2,8 +2,8 @@
 // (an IPv6 address always in brackets, as in URLs) or "localhost:8080".
 //
 // Callers: the broker's flag parser (validation, so a bad address stops start-up with a line
-// naming the flag before anything else happens) and `check`. ListenMetrics
-// (broker/listen_socket.h) binds what passed.
+// naming the flag before anything else happens), `check`, and ListenMetrics
+// (broker/listen_socket.h), which splits what passed with it before binding it.
 #pragma once
 
 #include <cstdint>
