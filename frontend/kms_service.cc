@@ -87,79 +87,161 @@ grpc::Status KmsService::Finish(Method method, const std::string& uid, Clock::ti
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
 }
 
-grpc::ServerUnaryReactor* KmsService::Status(grpc::CallbackServerContext* ctx,
-                                             const v2::StatusRequest*, v2::StatusResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  auto start = Clock::now();
-  broker_->GetStatus(DeadlineOf(ctx, std::chrono::seconds(2)),
-                     [this, reactor, resp, start](const vkms::Status& s, BrokerStatus* st) {
-                       resp->set_version("v2");
-                       if (!s.ok()) {
-                         // Status itself succeeds: the apiserver reads healthz for the reason.
-                         resp->set_healthz("broker not answering: " + s.message());
-                       } else {
-                         resp->set_healthz(std::move(st->healthz));
-                         resp->set_key_id(std::move(st->key_id));
-                       }
-                       reactor->Finish(Finish(kStatus, "", start, vkms::Status::Ok()));
-                     });
-  return reactor;
+// One call of one method, from the moment it is asked of gRPC until its answer has been sent:
+// the completion queue hands back its tag (`this`) twice, once when a client's call matched
+// it, once when Finish is done.
+struct KmsService::Call {
+  virtual ~Call() = default;
+  virtual void Proceed(bool ok) = 0;
+};
+
+template <typename Req, typename Resp>
+struct KmsService::CallOf : KmsService::Call {
+  CallOf(KmsService* s, Method m) : service(s), method(m) {}
+
+  void Proceed(bool ok) override {
+    // Finished, or (not ok) never matched because the server is shutting down.
+    if (finishing || !ok) {
+      delete this;
+      return;
+    }
+    service->Request(method);  // the next call of this method waits while this one runs
+    start = Clock::now();
+    Handle();
+  }
+  // From whichever thread has the answer: this one for a refused request, the broker
+  // client's reader for the broker's reply.
+  void Reply(const vkms::Status& s) {
+    finishing = true;
+    writer.Finish(resp, service->Finish(method, Uid(), start, s), this);
+  }
+  virtual void Handle() = 0;
+  virtual std::string Uid() const = 0;
+
+  KmsService* const service;
+  const Method method;
+  grpc::ServerContext ctx;
+  Req req;
+  Resp resp;
+  grpc::ServerAsyncResponseWriter<Resp> writer{&ctx};
+  Clock::time_point start;
+  bool finishing = false;
+};
+
+struct KmsService::StatusCall final : CallOf<v2::StatusRequest, v2::StatusResponse> {
+  using CallOf::CallOf;
+  std::string Uid() const override { return ""; }
+  void Handle() override {
+    service->broker_->GetStatus(DeadlineOf(&ctx, std::chrono::seconds(2)),
+                                [this](const vkms::Status& s, BrokerStatus* st) {
+                                  resp.set_version("v2");
+                                  if (!s.ok()) {
+                                    // Status itself succeeds: the apiserver reads healthz.
+                                    resp.set_healthz("broker not answering: " + s.message());
+                                  } else {
+                                    resp.set_healthz(std::move(st->healthz));
+                                    resp.set_key_id(std::move(st->key_id));
+                                  }
+                                  Reply(vkms::Status::Ok());
+                                });
+  }
+};
+
+struct KmsService::EncryptCall final : CallOf<v2::EncryptRequest, v2::EncryptResponse> {
+  using CallOf::CallOf;
+  std::string Uid() const override { return req.uid(); }
+  void Handle() override {
+    vkms::Status s = validate::Plaintext(req.plaintext());
+    if (!s.ok()) return Reply(s);
+    service->broker_->Encrypt(
+        req.plaintext(), req.uid(), DeadlineOf(&ctx, kMaxDeadline),
+        [this](const vkms::Status& result, std::string* ciphertext, std::string* key_id) {
+          vkms::Status s = result;
+          if (s.ok() && (ciphertext->empty() || ciphertext->size() > validate::kMaxCiphertext ||
+                         key_id->empty() || key_id->size() > validate::kMaxKeyId)) {
+            s = vkms::Status(Code::kInternal,
+                             "broker returned a ciphertext or key_id outside KMS v2 limits");
+          }
+          if (s.ok()) {
+            resp.set_ciphertext(std::move(*ciphertext));
+            resp.set_key_id(std::move(*key_id));
+          }
+          Reply(s);
+        });
+  }
+};
+
+struct KmsService::DecryptCall final : CallOf<v2::DecryptRequest, v2::DecryptResponse> {
+  using CallOf::CallOf;
+  std::string Uid() const override { return req.uid(); }
+  void Handle() override {
+    uint64_t version = 0;
+    vkms::Status s = validate::VaultCiphertext(req.ciphertext(), &version);
+    if (s.ok()) s = validate::KeyId(req.key_id());
+    if (s.ok()) {
+      std::map<std::string, std::string> annotations(req.annotations().begin(),
+                                                     req.annotations().end());
+      s = validate::Annotations(annotations);
+    }
+    if (!s.ok()) return Reply(s);
+    service->broker_->Decrypt(req.ciphertext(), req.key_id(), req.uid(),
+                              DeadlineOf(&ctx, kMaxDeadline),
+                              [this](const vkms::Status& s, std::string* plaintext) {
+                                // Moved, not copied: the only other copy is wiped by
+                                // BrokerClient.
+                                if (s.ok()) resp.set_plaintext(std::move(*plaintext));
+                                Reply(s);
+                              });
+  }
+};
+
+KmsService::~KmsService() {
+  Stop();
 }
 
-grpc::ServerUnaryReactor* KmsService::Encrypt(grpc::CallbackServerContext* ctx,
-                                              const v2::EncryptRequest* req,
-                                              v2::EncryptResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  auto start = Clock::now();
-  vkms::Status s = validate::Plaintext(req->plaintext());
-  if (!s.ok()) {
-    reactor->Finish(Finish(kEncrypt, req->uid(), start, s));
-    return reactor;
-  }
-  broker_->Encrypt(
-      req->plaintext(), req->uid(), DeadlineOf(ctx, kMaxDeadline),
-      [this, reactor, req, resp, start](const vkms::Status& result, std::string* ciphertext,
-                                        std::string* key_id) {
-        vkms::Status s = result;
-        if (s.ok() && (ciphertext->empty() || ciphertext->size() > validate::kMaxCiphertext ||
-                       key_id->empty() || key_id->size() > validate::kMaxKeyId)) {
-          s = vkms::Status(Code::kInternal,
-                           "broker returned a ciphertext or key_id outside KMS v2 limits");
-        }
-        if (s.ok()) {
-          resp->set_ciphertext(std::move(*ciphertext));
-          resp->set_key_id(std::move(*key_id));
-        }
-        reactor->Finish(Finish(kEncrypt, req->uid(), start, s));
-      });
-  return reactor;
+void KmsService::Register(grpc::ServerBuilder* builder) {
+  builder->RegisterService(&async_);
+  cq_ = builder->AddCompletionQueue();
 }
 
-grpc::ServerUnaryReactor* KmsService::Decrypt(grpc::CallbackServerContext* ctx,
-                                              const v2::DecryptRequest* req,
-                                              v2::DecryptResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  auto start = Clock::now();
-  uint64_t version = 0;
-  vkms::Status s = validate::VaultCiphertext(req->ciphertext(), &version);
-  if (s.ok()) s = validate::KeyId(req->key_id());
-  if (s.ok()) {
-    std::map<std::string, std::string> annotations(req->annotations().begin(),
-                                                   req->annotations().end());
-    s = validate::Annotations(annotations);
+void KmsService::Request(Method method) {
+  grpc::ServerCompletionQueue* cq = cq_.get();
+  switch (method) {
+    case kStatus: {
+      auto* c = new StatusCall(this, kStatus);
+      async_.RequestStatus(&c->ctx, &c->req, &c->writer, cq, cq, c);
+      break;
+    }
+    case kEncrypt: {
+      auto* c = new EncryptCall(this, kEncrypt);
+      async_.RequestEncrypt(&c->ctx, &c->req, &c->writer, cq, cq, c);
+      break;
+    }
+    case kDecrypt: {
+      auto* c = new DecryptCall(this, kDecrypt);
+      async_.RequestDecrypt(&c->ctx, &c->req, &c->writer, cq, cq, c);
+      break;
+    }
+    case kMethods:
+      break;
   }
-  if (!s.ok()) {
-    reactor->Finish(Finish(kDecrypt, req->uid(), start, s));
-    return reactor;
-  }
-  broker_->Decrypt(
-      req->ciphertext(), req->key_id(), req->uid(), DeadlineOf(ctx, kMaxDeadline),
-      [this, reactor, req, resp, start](const vkms::Status& s, std::string* plaintext) {
-        // Moved, not copied: the only other copy is wiped by BrokerClient.
-        if (s.ok()) resp->set_plaintext(std::move(*plaintext));
-        reactor->Finish(Finish(kDecrypt, req->uid(), start, s));
-      });
-  return reactor;
+}
+
+void KmsService::Start() {
+  for (int m = 0; m < kMethods; ++m) Request(static_cast<Method>(m));
+  thread_ = std::thread([this] { Run(); });
+}
+
+void KmsService::Run() {
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq_->Next(&tag, &ok)) static_cast<Call*>(tag)->Proceed(ok);
+}
+
+void KmsService::Stop() {
+  if (!thread_.joinable()) return;
+  cq_->Shutdown();
+  thread_.join();
 }
 
 }  // namespace vkms::frontend

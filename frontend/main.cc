@@ -143,16 +143,21 @@ int Main(int argc, char** argv) {
   KmsService service(&broker, registry.get());
 
   grpc::ServerBuilder builder;
-  builder.RegisterService(&service);
+  service.Register(&builder);
   builder.SetMaxReceiveMessageSize(kMaxGrpcMessage);
   builder.SetMaxSendMessageSize(kMaxGrpcMessage);
-  // A callback service only (kms_service.h): no sync-server thread pool is created, so the
-  // frontend's threads do not grow with the number of calls waiting on Vault.
+  // No BDP probing: on a unix socket to one local client there is no bandwidth-delay product to
+  // learn, and each probe is a PING the client must answer, waking both processes once more
+  // per call (perf sched: 2 of the ~9 wake-ups of a Status call).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  // An asynchronous service only (kms_service.h): no sync-server thread pool and no callback
+  // pollers are created, so the frontend's threads do not grow with the calls waiting on Vault.
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
     log::Error("cannot start the gRPC server");
     return 1;
   }
+  service.Start();
 
   auto http = HttpServer::Start(ipc::kFrontendMetricsFd, &broker, registry, &error);
   if (!http) {
@@ -207,6 +212,7 @@ int Main(int argc, char** argv) {
   log::Info("frontend stopping: no new connections, draining in-flight calls");
   close(ipc::kFrontendListenFd);
   server->Shutdown(std::chrono::system_clock::now() + kDrainTimeout);
+  service.Stop();
   log::Info("frontend stopped");
   // No destructors: nothing here needs flushing (every log line is already one write()), and
   // stopping the HTTP thread would only delay the exit.
