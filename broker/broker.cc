@@ -281,6 +281,7 @@ void Broker::HandleDecrypt(Batch* b) {
 }
 
 void Broker::BatchDone(Batch* b) {
+  log::Coalesce one_write;  // the batch's request lines leave in one write()
   std::vector<bool> answered(b->requests.size(), false);
   for (size_t k : b->item_of) answered[k] = true;
   for (size_t i = 0; i < b->requests.size(); ++i) {

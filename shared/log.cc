@@ -1,6 +1,7 @@
 #include "shared/log.h"
 
 #include <glog/logging.h>
+#include <limits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,19 +76,45 @@ const char* LevelName(google::LogSeverity s) {
 // interleave.
 std::mutex g_write_mu;
 
-}  // namespace
+// The lines a Coalesce on this thread is gathering (null: none).
+thread_local std::string* g_gathered = nullptr;
 
-void WriteLine(std::string line) {
-  line.push_back('\n');
+void WriteOut(const std::string& text) {
   std::lock_guard<std::mutex> lock(g_write_mu);
-  const char* p = line.data();
-  size_t left = line.size();
+  const char* p = text.data();
+  size_t left = text.size();
   while (left > 0) {
     ssize_t n = write(STDERR_FILENO, p, left);
     if (n <= 0) break;
     p += n;
     left -= static_cast<size_t>(n);
   }
+}
+
+}  // namespace
+
+void WriteLine(std::string line) {
+  line.push_back('\n');
+  if (g_gathered == nullptr) return WriteOut(line);
+  // A pipe keeps a write of at most PIPE_BUF bytes whole: gathered lines stay within it.
+  if (!g_gathered->empty() && g_gathered->size() + line.size() > PIPE_BUF) {
+    WriteOut(*g_gathered);
+    g_gathered->clear();
+  }
+  g_gathered->append(line);
+}
+
+Coalesce::Coalesce() {
+  if (g_gathered != nullptr) return;
+  g_gathered = new std::string();
+  owner_ = true;
+}
+
+Coalesce::~Coalesce() {
+  if (!owner_) return;
+  if (!g_gathered->empty()) WriteOut(*g_gathered);
+  delete g_gathered;
+  g_gathered = nullptr;
 }
 
 namespace {
@@ -215,4 +242,4 @@ std::string FormatLine(std::string_view level, std::string_view proc, std::strin
   return line;
 }
 
-}  // namespace vkms::log
+}  // namespace

@@ -101,6 +101,21 @@ std::string FieldsJson(const Fields& fields);
 // other log lines. For the broker's relay of the frontend's lines (broker/log_relay.h).
 void WriteLine(std::string line);
 
+// While one lives on a thread, the lines that thread writes are gathered and written when it
+// ends (or when they fill PIPE_BUF), several whole lines per write(): for the broker's one line
+// per request, so that a batch of 16 answers costs one write, not 16. Lines of other threads go
+// out as usual and never land inside a gathered line. A nested one joins the outermost.
+class Coalesce {
+ public:
+  Coalesce();
+  ~Coalesce();
+  Coalesce(const Coalesce&) = delete;
+  Coalesce& operator=(const Coalesce&) = delete;
+
+ private:
+  bool owner_ = false;
+};
+
 // Renders one log line; `fields_json` is a JSON object (FieldsJson(), or jsoncpp's compact
 // output for relayed lines) or "". Its members follow ts, level, proc and msg; the caller
 // vouches that it is one well-formed object (it is spliced in, not parsed again).

@@ -2,10 +2,15 @@
 
 #include <gtest/gtest.h>
 #include <json/json.h>
+#include <limits.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <thread>
+#include <vector>
 
 namespace vkms::log {
 namespace {
@@ -37,6 +42,98 @@ std::string CaptureStderr(F fn) {
   while ((n = read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
   close(pipefd[0]);
   return out;
+}
+
+// Each write() the process makes to stderr while `fn` runs, as one string: stderr is a
+// SOCK_SEQPACKET socket for the duration, so every write is one datagram.
+template <typename F>
+std::vector<std::string> CaptureWrites(F fn) {
+  int sv[2];
+  EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+  int size = 1 << 20;
+  setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  int saved = dup(STDERR_FILENO);
+  dup2(sv[1], STDERR_FILENO);
+  close(sv[1]);
+  fn();
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  std::vector<std::string> writes;
+  char buf[65536];
+  ssize_t n;
+  while ((n = recv(sv[0], buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+    writes.emplace_back(buf, static_cast<size_t>(n));
+  }
+  close(sv[0]);
+  return writes;
+}
+
+size_t Lines(const std::string& text) {
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// The broker's one line per request: a batch of answers leaves in one write of whole lines,
+// split only where a pipe would no longer keep the write whole (PIPE_BUF).
+TEST(LogCoalesce, GatheredLinesLeaveInFewWholeWrites) {
+  Init("vault-kms-test", "info");
+  const std::string filler(100, 'x');
+  // Without it: one write per line (the counting works).
+  auto plain = CaptureWrites([&] {
+    for (int i = 0; i < 16; ++i) Info("request done", {{"n", i}, {"f", filler}});
+  });
+  EXPECT_EQ(plain.size(), 16u);
+
+  auto gathered = CaptureWrites([&] {
+    Coalesce one_write;
+    for (int i = 0; i < 16; ++i) Info("request done", {{"n", i}, {"f", filler}});
+  });
+  ASSERT_EQ(gathered.size(), 1u) << "16 short lines did not leave in one write";
+  EXPECT_EQ(Lines(gathered[0]), 16u);
+
+  // 60 lines of ~250 bytes: more than PIPE_BUF, so several writes, each of whole lines.
+  const std::string wide(200, 'y');
+  auto split = CaptureWrites([&] {
+    Coalesce one_write;
+    for (int i = 0; i < 60; ++i) Info("request done", {{"n", i}, {"f", wide}});
+  });
+  ASSERT_GT(split.size(), 1u);
+  EXPECT_LT(split.size(), 10u);
+  size_t lines = 0;
+  for (const auto& w : split) {
+    EXPECT_LE(w.size(), static_cast<size_t>(PIPE_BUF));
+    ASSERT_FALSE(w.empty());
+    EXPECT_EQ(w.back(), '\n') << "a write ended inside a line";
+    lines += Lines(w);
+    size_t start = 0;
+    for (size_t end = w.find('\n'); end != std::string::npos; end = w.find('\n', start)) {
+      Json::Value v = ParseLine(w.substr(start, end - start));
+      EXPECT_EQ(v["msg"].asString(), "request done");
+      start = end + 1;
+    }
+  }
+  EXPECT_EQ(lines, 60u);
+}
+
+// A nested one joins the outermost; another thread's line goes out at once, whole.
+TEST(LogCoalesce, NestedJoinsAndOtherThreadsAreNotHeld) {
+  Init("vault-kms-test", "info");
+  auto writes = CaptureWrites([&] {
+    Coalesce outer;
+    Info("first");
+    {
+      Coalesce inner;
+      Info("second");
+    }
+    std::thread([] { Info("from another thread"); }).join();
+    Info("third");
+  });
+  ASSERT_EQ(writes.size(), 2u);
+  EXPECT_NE(writes[0].find("from another thread"), std::string::npos);
+  EXPECT_EQ(Lines(writes[0]), 1u);
+  EXPECT_EQ(Lines(writes[1]), 3u);
+  EXPECT_NE(writes[1].find("\"first\""), std::string::npos);
+  EXPECT_NE(writes[1].find("\"third\""), std::string::npos);
 }
 
 TEST(LogFormat, OneJsonObjectWithFields) {
