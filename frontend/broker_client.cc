@@ -17,6 +17,8 @@ namespace {
 constexpr auto kSweepInterval = std::chrono::milliseconds(10);
 // How long the reader sleeps with nothing pending (a new call is swept at most this late).
 constexpr int kIdlePollMs = 100;
+// Replies read per wake-up before the reader polls (and sweeps deadlines) again.
+constexpr int kMaxRepliesPerWakeup = 64;
 
 Status FromReplyError(const ipc::Reply& reply) {
   int code = reply.error().code();
@@ -86,43 +88,53 @@ void BrokerClient::ReadLoop() {
     }
     if (n <= 0) continue;  // timeout or EINTR
 
-    ipc::Reply reply;
-    std::string error;
-    ipc::RecvStatus st = ipc::Recv(fd_, &reply, &error);
-    if (st != ipc::RecvStatus::kOk) {
-      std::string why = st == ipc::RecvStatus::kClosed ? "broker closed the channel" : error;
-      FailAll(Status(Code::kUnavailable, "broker unavailable: " + why));
-      on_gone_(why);
-      return;
-    }
-    if (reply.id() == 0) {
-      if (!reply.has_shutdown()) {
-        FailAll(Status(Code::kUnavailable, "broker unavailable: protocol error"));
-        on_gone_("broker sent an unsolicited message that is not Shutdown");
+    // What is waiting is read before the next poll (up to a bound, so that deadlines are still
+    // swept): a batch of answers costs one wake-up and one poll, not one each.
+    for (int i = 0; i < kMaxRepliesPerWakeup; ++i) {
+      ipc::Reply reply;
+      std::string error;
+      ipc::RecvStatus st = ipc::Recv(fd_, &reply, &error, /*dont_wait=*/i > 0);
+      if (st == ipc::RecvStatus::kWouldBlock) break;
+      if (st != ipc::RecvStatus::kOk) {
+        std::string why = st == ipc::RecvStatus::kClosed ? "broker closed the channel" : error;
+        FailAll(Status(Code::kUnavailable, "broker unavailable: " + why));
+        on_gone_(why);
         return;
       }
-      on_shutdown_();
-      continue;
-    }
-    if (reply.has_shutdown()) {
-      FailAll(Status(Code::kUnavailable, "broker unavailable: protocol error"));
-      on_gone_("broker sent Shutdown with a request id");
-      return;
-    }
-    Done done;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = pending_.find(reply.id());
-      if (it == pending_.end()) continue;  // its deadline already passed
-      done = std::move(it->second.done);
-      pending_.erase(it);
-    }
-    if (reply.has_error()) {
-      done(FromReplyError(reply), nullptr);
-    } else {
-      done(Status::Ok(), &reply);
+      if (!Deliver(&reply)) return;
     }
   }
+}
+
+bool BrokerClient::Deliver(ipc::Reply* reply) {
+  if (reply->id() == 0) {
+    if (!reply->has_shutdown()) {
+      FailAll(Status(Code::kUnavailable, "broker unavailable: protocol error"));
+      on_gone_("broker sent an unsolicited message that is not Shutdown");
+      return false;
+    }
+    on_shutdown_();
+    return true;
+  }
+  if (reply->has_shutdown()) {
+    FailAll(Status(Code::kUnavailable, "broker unavailable: protocol error"));
+    on_gone_("broker sent Shutdown with a request id");
+    return false;
+  }
+  Done done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pending_.find(reply->id());
+    if (it == pending_.end()) return true;  // its deadline already passed
+    done = std::move(it->second.done);
+    pending_.erase(it);
+  }
+  if (reply->has_error()) {
+    done(FromReplyError(*reply), nullptr);
+  } else {
+    done(Status::Ok(), reply);
+  }
+  return true;
 }
 
 void BrokerClient::Call(ipc::Request* req, Deadline deadline, Done done) {

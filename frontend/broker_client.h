@@ -65,6 +65,8 @@ class BrokerClient {
   void Call(ipc::Request* request, Deadline deadline, Done done);
   Status CallAndWait(ipc::Request* request, Deadline deadline, ipc::Reply* reply);
   void ReadLoop();
+  // Hands one reply to its caller; false when the channel must be given up.
+  bool Deliver(ipc::Reply* reply);
   void ExpireDue(Clock::time_point now);
   void FailAll(const Status& status);
 
