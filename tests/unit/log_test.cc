@@ -25,17 +25,23 @@ Json::Value ParseLine(const std::string& line) {
   return v;
 }
 
+// Runs `fn` with stderr going to `fd` (then closed here), and restores it.
+template <typename F>
+void WithStderrOn(int fd, F fn) {
+  int saved = dup(STDERR_FILENO);
+  dup2(fd, STDERR_FILENO);
+  close(fd);
+  fn();
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+}
+
 // What the process writes to stderr while `fn` runs.
 template <typename F>
 std::string CaptureStderr(F fn) {
   int pipefd[2];
   EXPECT_EQ(pipe(pipefd), 0);
-  int saved = dup(STDERR_FILENO);
-  dup2(pipefd[1], STDERR_FILENO);
-  close(pipefd[1]);
-  fn();
-  dup2(saved, STDERR_FILENO);
-  close(saved);
+  WithStderrOn(pipefd[1], fn);
   std::string out;
   char buf[4096];
   ssize_t n;
@@ -53,12 +59,7 @@ std::vector<std::string> CaptureWrites(F fn) {
   int size = 1 << 20;
   setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-  int saved = dup(STDERR_FILENO);
-  dup2(sv[1], STDERR_FILENO);
-  close(sv[1]);
-  fn();
-  dup2(saved, STDERR_FILENO);
-  close(saved);
+  WithStderrOn(sv[1], fn);
   std::vector<std::string> writes;
   char buf[65536];
   ssize_t n;
