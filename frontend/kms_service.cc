@@ -195,10 +195,6 @@ struct KmsService::DecryptCall final : CallOf<v2::DecryptRequest, v2::DecryptRes
   }
 };
 
-KmsService::~KmsService() {
-  Stop();
-}
-
 void KmsService::Register(grpc::ServerBuilder* builder) {
   builder->RegisterService(&async_);
   cq_ = builder->AddCompletionQueue();
@@ -229,19 +225,13 @@ void KmsService::Request(Method method) {
 
 void KmsService::Start() {
   for (int m = 0; m < kMethods; ++m) Request(static_cast<Method>(m));
-  thread_ = std::thread([this] { Run(); });
+  std::thread([this] { Run(); }).detach();  // lives as long as the process
 }
 
 void KmsService::Run() {
   void* tag = nullptr;
   bool ok = false;
   while (cq_->Next(&tag, &ok)) static_cast<Call*>(tag)->Proceed(ok);
-}
-
-void KmsService::Stop() {
-  if (!thread_.joinable()) return;
-  cq_->Shutdown();
-  thread_.join();
 }
 
 }  // namespace vkms::frontend

@@ -29,14 +29,13 @@ namespace vkms::frontend {
 class KmsService final {
  public:
   KmsService(BrokerClient* broker, prometheus::Registry* registry);
-  ~KmsService();
 
   // Before BuildAndStart: registers the service and adds its completion queue.
   void Register(grpc::ServerBuilder* builder);
-  // After BuildAndStart: starts the completion-queue thread.
+  // After BuildAndStart: starts the completion-queue thread. It runs until the process exits:
+  // the queue is never shut down, because a broker reply that comes after grpc::Server::Shutdown
+  // gave up on its call still calls Finish, which a shut-down queue does not allow.
   void Start();
-  // After grpc::Server::Shutdown has returned: shuts the queue down and joins the thread.
-  void Stop();
 
  private:
   enum Method { kStatus, kEncrypt, kDecrypt, kMethods };
@@ -64,7 +63,6 @@ class KmsService final {
   std::array<std::array<std::atomic<prometheus::Histogram*>, kCodes>, kMethods> durations_{};
   v2::KeyManagementService::AsyncService async_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
-  std::thread thread_;
 };
 
 // The caller's deadline as a steady-clock time point, capped so that a call without a

@@ -212,7 +212,6 @@ int Main(int argc, char** argv) {
   log::Info("frontend stopping: no new connections, draining in-flight calls");
   close(ipc::kFrontendListenFd);
   server->Shutdown(std::chrono::system_clock::now() + kDrainTimeout);
-  service.Stop();
   log::Info("frontend stopped");
   // No destructors: nothing here needs flushing (every log line is already one write()), and
   // stopping the HTTP thread would only delay the exit.
