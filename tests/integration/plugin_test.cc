@@ -410,6 +410,41 @@ TEST_F(PluginTest, SigtermDrainsReleasesTheSocketAndExitsZero) {
   EXPECT_TRUE(SocketReleased(sock)) << "socket still serving or left behind";
 }
 
+// SIGTERM while a call is at Vault: the call still gets its answer (the frontend drains what
+// is in flight within its deadline, the broker keeps its Vault call), then the plugin exits 0.
+TEST_F(PluginTest, SigtermLetsTheCallInFlightFinish) {
+  REQUIRE_SIM();
+  auto plugin = StartPlugin(Options());
+  const std::string encrypt_path = vault_.transit_mount() + "/encrypt/" + vault_.key();
+  vault_.sim().Latency(encrypt_path, 1500);
+  vault_.sim().ResetStats();
+  grpc::Status result;
+  v2::EncryptResponse enc;
+  std::thread call([&] {
+    KmsClient kms(plugin->socket_path());
+    result = kms.Encrypt(RandomBytes(32), RandomUid(), &enc, seconds(10));
+  });
+  bool at_vault = false;
+  for (auto until = std::chrono::steady_clock::now() + seconds(10);
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(milliseconds(5))) {
+    if (vault_.sim().Stats()["peak_in_flight_by_path"][encrypt_path].asInt64() >= 1) {
+      at_vault = true;
+      break;
+    }
+  }
+  ASSERT_TRUE(at_vault) << plugin->Logs();
+  const auto sigterm_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(plugin->pid(), SIGTERM), 0);
+  call.join();
+  EXPECT_TRUE(result.ok()) << result.error_code() << ": " << result.error_message() << "\n"
+                           << plugin->Logs();
+  EXPECT_FALSE(enc.ciphertext().empty());
+  EXPECT_GE(std::chrono::steady_clock::now() - sigterm_at, milliseconds(500))
+      << "the answer came before Vault's: not the call that was in flight";
+  int status = plugin->Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << plugin->Logs();
+}
+
 TEST_F(PluginTest, FrontendDeathStopsTheBrokerAndReleasesTheSocket) {
   auto plugin = StartPlugin(Options());
   pid_t fe = plugin->FrontendPid();
