@@ -113,4 +113,51 @@ std::unique_ptr<Client> NewDirectClient(const DirectTarget& target) {
   return std::make_unique<DirectClient>(target);
 }
 
+void InFlightGate::Enter() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return free_ > 0; });
+  --free_;
+}
+
+void InFlightGate::Leave() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++free_;
+  }
+  cv_.notify_one();
+}
+
+namespace {
+
+class GatedClient : public Client {
+ public:
+  GatedClient(std::unique_ptr<Client> inner, InFlightGate* gate)
+      : inner_(std::move(inner)), gate_(gate) {}
+  int Status() override { return inner_->Status(); }
+  int Encrypt(const std::string& plaintext, const std::string& uid, std::string* ciphertext,
+              std::string* key_id) override {
+    gate_->Enter();
+    int code = inner_->Encrypt(plaintext, uid, ciphertext, key_id);
+    gate_->Leave();
+    return code;
+  }
+  int Decrypt(const std::string& ciphertext, const std::string& key_id, const std::string& uid,
+              std::string* plaintext) override {
+    gate_->Enter();
+    int code = inner_->Decrypt(ciphertext, key_id, uid, plaintext);
+    gate_->Leave();
+    return code;
+  }
+
+ private:
+  std::unique_ptr<Client> inner_;
+  InFlightGate* gate_;
+};
+
+}  // namespace
+
+std::unique_ptr<Client> NewGatedClient(std::unique_ptr<Client> inner, InFlightGate* gate) {
+  return std::make_unique<GatedClient>(std::move(inner), gate);
+}
+
 }  // namespace vkms::bench

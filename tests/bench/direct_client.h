@@ -6,7 +6,9 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "tests/bench/loadgen.h"
@@ -24,5 +26,23 @@ struct DirectTarget {
 
 // Status has no Vault call to compare with: the direct client answers it UNIMPLEMENTED.
 std::unique_ptr<Client> NewDirectClient(const DirectTarget& target);
+
+// At most N calls at Vault at once across every client that shares it (each worker keeps its
+// own connection; the others wait their turn): a direct client held to the same number of
+// Vault calls in flight as the plugin's --vault-concurrency.
+class InFlightGate {
+ public:
+  explicit InFlightGate(int limit) : free_(limit) {}
+  void Enter();
+  void Leave();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int free_;
+};
+
+// `inner`, each of its Vault calls made inside `gate` (which must outlive it).
+std::unique_ptr<Client> NewGatedClient(std::unique_ptr<Client> inner, InFlightGate* gate);
 
 }  // namespace vkms::bench
