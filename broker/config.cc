@@ -315,18 +315,12 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
         return Fail(message, src(f) + ": must be an absolute path");
       }
     }
-    if (p.Given("token-file")) {
-      return Fail(message, src("token-file") + ": only with --auth-method=token");
-    }
   } else if (method == "token") {
     v.auth_method = AuthMethod::kToken;
     v.token_file = p.GetOr("token-file", "");
     if (v.token_file.empty() || v.token_file[0] != '/') {
       return Fail(message,
                   src("token-file") + ": an absolute path is required with --auth-method=token");
-    }
-    for (const char* f : {"approle-secret-id-file", "approle-role-id", "approle-role-id-file"}) {
-      if (p.Given(f)) return Fail(message, src(f) + ": only with --auth-method=approle");
     }
   } else if (method == "cert") {
     v.auth_method = AuthMethod::kCert;
@@ -351,18 +345,23 @@ ParseResult ParseBrokerFlags(const std::vector<std::string>& args, BrokerConfig*
       return Fail(message, src("cert-auth-role") + ": \"" + v.cert_auth_role +
                                "\" is not a valid role name");
     }
-    for (const char* f : {"approle-secret-id-file", "approle-role-id", "approle-role-id-file"}) {
-      if (p.Given(f)) return Fail(message, src(f) + ": only with --auth-method=approle");
-    }
-    if (p.Given("token-file"))
-      return Fail(message, src("token-file") + ": only with --auth-method=token");
   } else {
     return Fail(message,
                 src("auth-method") + ": expected approle, token or cert, got \"" + method + "\"");
   }
-  if (v.auth_method != AuthMethod::kCert) {
-    for (const char* f : {"cert-auth-mount", "cert-auth-role"}) {
-      if (p.Given(f)) return Fail(message, src(f) + ": only with --auth-method=cert");
+  // A flag of another method is a mistake worth stopping for (the operator meant something).
+  static const struct {
+    const char* flag;
+    AuthMethod method;
+  } kMethodFlags[] = {
+      {"approle-secret-id-file", AuthMethod::kAppRole}, {"approle-role-id", AuthMethod::kAppRole},
+      {"approle-role-id-file", AuthMethod::kAppRole},   {"token-file", AuthMethod::kToken},
+      {"cert-auth-mount", AuthMethod::kCert},           {"cert-auth-role", AuthMethod::kCert},
+  };
+  for (const auto& own : kMethodFlags) {
+    if (own.method != v.auth_method && p.Given(own.flag)) {
+      return Fail(message,
+                  src(own.flag) + ": only with --auth-method=" + AuthMethodName(own.method));
     }
   }
 
