@@ -28,17 +28,19 @@ void SetError(ipc::Reply* reply, const Status& status) {
   reply->mutable_error()->set_message(status.message());
 }
 
-Status CheckEncrypt(const ipc::Request& req) {
+Status CheckEncrypt(const ipc::Request& req, std::optional<uint64_t>*) {
   return validate::Plaintext(req.encrypt().plaintext());
 }
 
-Status CheckDecrypt(const ipc::Request& req) {
+Status CheckDecrypt(const ipc::Request& req, std::optional<uint64_t>* key_version) {
   uint64_t version = 0;
   Status s = validate::VaultCiphertext(req.decrypt().ciphertext(), &version);
-  return s.ok() ? validate::KeyId(req.decrypt().key_id()) : s;
+  if (!s.ok()) return s;
+  *key_version = version;
+  return validate::KeyId(req.decrypt().key_id());
 }
 
-Status CheckNothing(const ipc::Request&) {
+Status CheckNothing(const ipc::Request&, std::optional<uint64_t>*) {
   return Status::Ok();
 }
 
@@ -163,10 +165,11 @@ bool Broker::Dispatch(const ipc::Request& req, std::string* error) {
     ipc::Reply reply;
     reply.set_id(req.id());
     (this->*entry.answer)(req, &reply);
-    Finish(entry, req, now, deadline, &reply);
+    Finish(entry, req, now, deadline, std::nullopt, &reply);
     return true;
   }
-  Status refused = entry.check(req);
+  std::optional<uint64_t> key_version;
+  Status refused = entry.check(req, &key_version);
   if (refused.ok() && queued_ >= limits_.max_queued) {
     refused = Status(Code::kResourceExhausted, "broker is overloaded; retry later");
   }
@@ -178,7 +181,7 @@ bool Broker::Dispatch(const ipc::Request& req, std::string* error) {
     LogRefusal(entry.name, req, refused);
     return true;
   }
-  queues_[row].push_back({req, deadline, now});
+  queues_[row].push_back({req, deadline, now, key_version});
   ++queued_;
   Pump();
   return true;
@@ -249,6 +252,7 @@ void Broker::HandleEncrypt(Batch* b) {
       }
       reply.mutable_encrypt()->set_ciphertext(std::move(item.ciphertext));
       reply.mutable_encrypt()->set_key_id(std::move(item.key_id));
+      b->requests[b->item_of[k]].key_version = item.version;
     }
     BatchDone(b);
   };
@@ -288,7 +292,8 @@ void Broker::BatchDone(Batch* b) {
     ipc::Reply& reply = b->replies[i];
     reply.set_id(b->requests[i].req.id());
     if (!answered[i]) SetError(&reply, kExpired);
-    Finish(*b->entry, b->requests[i].req, b->start, b->requests[i].deadline, &reply);
+    Finish(*b->entry, b->requests[i].req, b->start, b->requests[i].deadline,
+           b->requests[i].key_version, &reply);
   }
   if (b->called_vault) --calls_;
   in_vault_ -= b->requests.size();
@@ -297,7 +302,7 @@ void Broker::BatchDone(Batch* b) {
 }
 
 void Broker::Finish(const Entry& entry, const ipc::Request& req, Clock::time_point start,
-                    Deadline deadline, ipc::Reply* reply) {
+                    Deadline deadline, std::optional<uint64_t> key_version, ipc::Reply* reply) {
   SendReply(*reply, deadline);
   // Plaintext was needed only for the send; don't leave it in freed heap memory.
   if (reply->has_decrypt()) WipeString(reply->mutable_decrypt()->mutable_plaintext());
@@ -309,11 +314,7 @@ void Broker::Finish(const Entry& entry, const ipc::Request& req, Clock::time_poi
   Code code = reply->has_error() ? static_cast<Code>(reply->error().code()) : Code::kOk;
   auto fields = [&] {
     log::Fields f = {{"op", entry.name}, {"uid", validate::LoggableUid(req.uid())}};
-    // The version in Vault's "vault:vN:" prefix: of the ciphertext made, or the one decrypted.
-    const std::string& ct = entry.op == ipc::Request::kEncrypt ? reply->encrypt().ciphertext()
-                                                               : req.decrypt().ciphertext();
-    uint64_t version = 0;
-    if (validate::VaultCiphertext(ct, &version).ok()) f.emplace_back("key_version", version);
+    if (key_version) f.emplace_back("key_version", *key_version);
     f.emplace_back("code", CodeName(code));
     f.emplace_back("duration_us", us);
     if (code != Code::kOk) f.emplace_back("error", reply->error().message());

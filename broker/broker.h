@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,9 @@ class Broker {
     ipc::Request req;
     Deadline deadline;
     Clock::time_point received;
+    // The Transit key version of the request's ciphertext (Decrypt: named by its prefix, read
+    // by the check) or of the one made for it (Encrypt, once Vault answered): for the log line.
+    std::optional<uint64_t> key_version;
   };
   struct Batch;
   using AnswerFn = void (Broker::*)(const ipc::Request&, ipc::Reply*);
@@ -78,9 +82,10 @@ class Broker {
   struct Entry {
     ipc::Request::OpCase op;
     const char* name;
-    Status (*check)(const ipc::Request&);  // what it validates, before queuing
-    AnswerFn answer;                       // answered at once, from memory; or
-    SendFn send;                           // sent to Vault, in batches of queued requests
+    // What it validates, before queuing; sets *key_version when the request names one.
+    Status (*check)(const ipc::Request&, std::optional<uint64_t>* key_version);
+    AnswerFn answer;  // answered at once, from memory; or
+    SendFn send;      // sent to Vault, in batches of queued requests
   };
   static constexpr size_t kOps = 4;
   static const Entry kDispatch[kOps];
@@ -103,7 +108,7 @@ class Broker {
   // A batch's Vault call is done: replies, logs, and the next calls.
   void BatchDone(Batch* batch);
   void Finish(const Entry& entry, const ipc::Request& req, Clock::time_point start,
-              Deadline deadline, ipc::Reply* reply);
+              Deadline deadline, std::optional<uint64_t> key_version, ipc::Reply* reply);
   void SendReply(const ipc::Reply& reply, Deadline deadline);
   void FlushOutbox();
   void LogRefusal(const char* op, const ipc::Request& req, const Status& refused);

@@ -247,7 +247,10 @@ void ReadEncryptBatchAnswer(VaultResponse* answer,
     } else {
       item.status = CheckCiphertext((*results)[i]["ciphertext"], version, &item.ciphertext);
     }
-    if (item.status.ok()) item.key_id = key_id;
+    if (item.status.ok()) {
+      item.key_id = key_id;
+      item.version = version;
+    }
   }
 }
 
@@ -475,7 +478,10 @@ void VaultBackend::EncryptBatch(std::vector<EncryptItem>* items, Deadline deadli
                            if (sent.size() == 1) {
                              sent[0]->status =
                                  ReadEncryptAnswer(*r, version, &sent[0]->ciphertext, m.key_name);
-                             if (sent[0]->status.ok()) sent[0]->key_id = meta->key_id;
+                             if (sent[0]->status.ok()) {
+                               sent[0]->key_id = meta->key_id;
+                               sent[0]->version = version;
+                             }
                            } else {
                              ReadEncryptBatchAnswer(r, sent, version, meta->key_id, m.key_name);
                            }

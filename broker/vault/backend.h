@@ -85,6 +85,7 @@ class VaultBackend {
     std::string_view plaintext;  // in
     std::string ciphertext;      // out, when status is ok
     std::string key_id;          // out, when status is ok
+    uint64_t version = 0;        // out, when status is ok: the key version of the ciphertext
     Status status;
   };
   struct DecryptItem {
