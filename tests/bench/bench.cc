@@ -846,6 +846,32 @@ int Main(int argc, char** argv) {
     }
   }
 
+  // With Vault far away every caller has at most one call out and each call takes at least the
+  // added latency, so no client, plugin or direct, can pass concurrency / latency calls per
+  // second (Little's law). The ratio plugin / direct is bounded by that ceiling over what the
+  // direct client reached; printed so the figure is read against what is possible at all.
+  if (f.vault_latency_ms > 0) {
+    for (int conc : f.concurrency) {
+      const double ceiling = conc * 1000.0 / f.vault_latency_ms;
+      for (Op op : {Op::kEncrypt, Op::kDecrypt}) {
+        const Run* d = find("direct", op, conc);
+        const Run* p = find("plugin", op, conc);
+        if (d == nullptr || p == nullptr) continue;
+        const double bound = ceiling / std::max(tput(d), 1e-9);
+        std::printf(
+            "  %s conc %d: no client passes %d callers / %d ms = %.0f calls/s; "
+            "direct %.0f (%.0f%%), plugin %.0f (%.0f%%): plugin / direct can be at most %.2f\n",
+            OpName(op), conc, conc, f.vault_latency_ms, ceiling, tput(d), 100 * tput(d) / ceiling,
+            tput(p), 100 * tput(p) / ceiling, bound);
+        Json::Value& j = out["closed_loop_ceiling"][OpName(op)][std::to_string(conc)];
+        j["calls_per_s"] = ceiling;
+        j["direct_share"] = tput(d) / ceiling;
+        j["plugin_share"] = tput(p) / ceiling;
+        j["max_ratio"] = bound;
+      }
+    }
+  }
+
   plugin->Stop();
   std::string dir = f.out.substr(0, f.out.find_last_of('/'));
   if (f.out.find('/') != std::string::npos) mkdir(dir.c_str(), 0755);
