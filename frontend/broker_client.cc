@@ -33,9 +33,10 @@ BrokerClient::~BrokerClient() {
 }
 
 void BrokerClient::Start(std::function<void(const std::string&)> on_gone,
-                         std::function<void()> on_shutdown) {
+                         std::function<void()> on_shutdown, std::function<void()> after_wakeup) {
   on_gone_ = std::move(on_gone);
   on_shutdown_ = std::move(on_shutdown);
+  after_wakeup_ = std::move(after_wakeup);
   reader_ = std::thread([this] { ReadLoop(); });
 }
 
@@ -79,6 +80,7 @@ void BrokerClient::ReadLoop() {
                                                                                       Clock::now())
                                         .count() +
                                     1));
+    if (after_wakeup_) after_wakeup_();  // after what the last wake-up answered, or a timeout
     struct pollfd p = {fd_, POLLIN, 0};
     int n = poll(&p, 1, wait_ms);
     Clock::time_point now = Clock::now();

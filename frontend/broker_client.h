@@ -40,9 +40,10 @@ class BrokerClient {
 
   // Starts the reply reader. on_gone runs (on the reader thread) when the broker closes the
   // channel or sends something malformed; the frontend cannot work without it. on_shutdown
-  // runs when the broker asks the frontend to stop (ipc::Shutdown).
-  void Start(std::function<void(const std::string& why)> on_gone,
-             std::function<void()> on_shutdown);
+  // runs when the broker asks the frontend to stop (ipc::Shutdown). after_wakeup runs on the
+  // reader thread each time it has answered what was waiting, and at least every 100 ms.
+  void Start(std::function<void(const std::string& why)> on_gone, std::function<void()> on_shutdown,
+             std::function<void()> after_wakeup);
 
   // `reply` is the broker's answer when the status is OK, else null.
   using Done = std::function<void(const Status& status, ipc::Reply* reply)>;
@@ -76,6 +77,7 @@ class BrokerClient {
   std::unordered_map<uint64_t, Pending> pending_;
   std::function<void(const std::string&)> on_gone_;
   std::function<void()> on_shutdown_;
+  std::function<void()> after_wakeup_;
   std::thread reader_;
 };
 

@@ -198,24 +198,31 @@ struct KmsService::DecryptCall final : CallOf<v2::DecryptRequest, v2::DecryptRes
 void KmsService::Register(grpc::ServerBuilder* builder) {
   builder->RegisterService(&async_);
   cq_ = builder->AddCompletionQueue();
+  // GRPC_CQ_NON_POLLING: the calls' I/O progresses through cq_'s thread, not through waiting
+  // on this queue, which is only emptied (gRPC's contract for a queue without a pollset).
+  grpc_completion_queue_attributes attr = {GRPC_CQ_CURRENT_VERSION, GRPC_CQ_NEXT,
+                                           GRPC_CQ_NON_POLLING, nullptr};
+  finished_ = std::make_unique<grpc::CompletionQueue>(
+      grpc_completion_queue_create(grpc_completion_queue_factory_lookup(&attr), &attr, nullptr));
 }
 
 void KmsService::Request(Method method) {
   grpc::ServerCompletionQueue* cq = cq_.get();
+  grpc::CompletionQueue* done = finished_.get();
   switch (method) {
     case kStatus: {
       auto* c = new StatusCall(this, kStatus);
-      async_.RequestStatus(&c->ctx, &c->req, &c->writer, cq, cq, c);
+      async_.RequestStatus(&c->ctx, &c->req, &c->writer, done, cq, c);
       break;
     }
     case kEncrypt: {
       auto* c = new EncryptCall(this, kEncrypt);
-      async_.RequestEncrypt(&c->ctx, &c->req, &c->writer, cq, cq, c);
+      async_.RequestEncrypt(&c->ctx, &c->req, &c->writer, done, cq, c);
       break;
     }
     case kDecrypt: {
       auto* c = new DecryptCall(this, kDecrypt);
-      async_.RequestDecrypt(&c->ctx, &c->req, &c->writer, cq, cq, c);
+      async_.RequestDecrypt(&c->ctx, &c->req, &c->writer, done, cq, c);
       break;
     }
     case kMethods:
@@ -231,7 +238,19 @@ void KmsService::Start() {
 void KmsService::Run() {
   void* tag = nullptr;
   bool ok = false;
-  while (cq_->Next(&tag, &ok)) static_cast<Call*>(tag)->Proceed(ok);
+  while (cq_->Next(&tag, &ok)) {
+    static_cast<Call*>(tag)->Proceed(ok);
+    Reap();  // a call refused here, or whose answer came while this thread was awake
+  }
+}
+
+void KmsService::Reap() {
+  void* tag = nullptr;
+  bool ok = false;
+  const gpr_timespec now = gpr_inf_past(GPR_CLOCK_MONOTONIC);
+  while (finished_->AsyncNext(&tag, &ok, now) == grpc::CompletionQueue::GOT_EVENT) {
+    static_cast<Call*>(tag)->Proceed(ok);  // finishing: frees the call
+  }
 }
 
 }  // namespace vkms::frontend

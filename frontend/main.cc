@@ -171,7 +171,9 @@ int Main(int argc, char** argv) {
         _exit(1);
       },
       // Process-directed, so the main loop's signalfd sees it like an operator's SIGTERM.
-      [] { kill(getpid(), SIGTERM); });
+      [] { kill(getpid(), SIGTERM); },
+      // The calls it answered are freed on this thread, waking no other.
+      [&service] { service.Reap(); });
   log::Info("frontend serving", {{"metrics_port", http->port()},
                                  {"allowed_peer_uids", p.GetOr("allowed-peer-uids", "any")}});
 
