@@ -73,6 +73,8 @@ class KmsService final {
   // finishing a call from the broker reader wakes no other thread (on cq_ every Finish woke the
   // completion-queue thread only to free the call). Reap() empties it.
   std::unique_ptr<grpc::CompletionQueue> finished_;
+  // Calls given to Finish and not yet freed by Reap().
+  std::atomic<int64_t> unreaped_{0};
 };
 
 // The caller's deadline as a steady-clock time point, capped so that a call without a
