@@ -107,6 +107,8 @@ struct KmsService::CallOf : KmsService::Call {
     }
     service->Request(method);  // the next call of this method waits while this one runs
     start = Clock::now();
+    // The last use of this object here: once its request is with the broker, the reader may
+    // answer and free it (Reap) before Handle() has even returned.
     Handle();
   }
   // From whichever thread has the answer: this one for a refused request, the broker
