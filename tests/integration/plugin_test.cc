@@ -462,10 +462,14 @@ TEST_F(PluginTest, FrontendDeathStopsTheBrokerAndReleasesTheSocket) {
 // Every answered call is freed. gRPC completes each call's Finish on a queue no thread waits
 // on (kms_service.h), emptied by whichever thread answers; a call left there would keep its
 // call object and arena, kilobytes each, and the frontend would grow with every call served.
+// Four callers at once also race the broker reader freeing calls against the completion-queue
+// thread still handling them: under AddressSanitizer (where RSS says nothing, freed blocks
+// stay in quarantine) that race is what the test is for.
 TEST_F(PluginTest, FrontendMemoryStaysFlatOverManyCalls) {
 #ifdef __SANITIZE_ADDRESS__
-  // AddressSanitizer keeps freed blocks in quarantine (256 MB): RSS says nothing of a leak.
-  GTEST_SKIP() << "RSS is not meaningful under AddressSanitizer";
+  constexpr bool kRssIsMeaningful = false;
+#else
+  constexpr bool kRssIsMeaningful = true;
 #endif
   auto plugin = StartPlugin(Options());
   const pid_t fe = plugin->FrontendPid();
@@ -493,7 +497,11 @@ TEST_F(PluginTest, FrontendMemoryStaysFlatOverManyCalls) {
   const long after = anon_kb();
   std::cout << "[ observed ] frontend RssAnon " << before << " kB -> " << after
             << " kB over 20000 calls\n";
-  EXPECT_LT(after - before, 4096) << "the frontend grows with the calls it has answered";
+  if (kRssIsMeaningful) {
+    EXPECT_LT(after - before, 4096) << "the frontend grows with the calls it has answered";
+  }
+  int status = plugin->Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << plugin->Logs();
 }
 
 TEST_F(PluginTest, NothingSecretAppearsInAnyOutput) {
