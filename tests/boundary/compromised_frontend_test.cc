@@ -483,10 +483,12 @@ TEST_F(CompromisedFrontendTest, ItsLogLinesAreReattributedEscapedAndBounded) {
   EXPECT_EQ(logs.find('\x1b'), std::string::npos) << "a raw escape reached the operator's log";
   EXPECT_EQ(logs.find('\x07'), std::string::npos) << "a raw BEL reached the operator's log";
   EXPECT_EQ(logs.find("TAIL-OF-A-LONG-LINE"), std::string::npos) << "an unbounded line passed";
+  EXPECT_EQ(logs.find("TAIL-OF-A-LONG-JSON-LINE"), std::string::npos)
+      << "a JSON line over 4 KiB was relayed whole";
   EXPECT_NE(logs.find("dropping the rest of this second"), std::string::npos)
       << "a flood of lines was relayed without limit";
   bool forged_seen = false, raw_seen = false;
-  int flood_lines = 0;
+  int flood_lines = 0, cut_lines = 0;
   std::istringstream in(logs);
   std::string line;
   Json::CharReaderBuilder builder;
@@ -506,6 +508,8 @@ TEST_F(CompromisedFrontendTest, ItsLogLinesAreReattributedEscapedAndBounded) {
       EXPECT_EQ(v["proc"].asString(), "vault-kms-frontend");
     }
     if (msg.rfind("flood ", 0) == 0) ++flood_lines;
+    // The documented cut (SECURITY.md: 4 KiB), for both long lines, JSON or not.
+    if (msg == "a line from the frontend, cut at 4096 bytes") ++cut_lines;
     if (v["proc"].asString() == "vault-kms-broker") {
       EXPECT_EQ(line.find("FORGED"), std::string::npos) << line;
     }
@@ -514,6 +518,7 @@ TEST_F(CompromisedFrontendTest, ItsLogLinesAreReattributedEscapedAndBounded) {
   EXPECT_TRUE(raw_seen) << "the raw line was not relayed as text";
   EXPECT_GT(flood_lines, 0);
   EXPECT_LT(flood_lines, 3000) << "every flood line was relayed";
+  EXPECT_EQ(cut_lines, 2) << "each line over 4 KiB is relayed cut, as one line";
 }
 
 // What crosses exec: /dev/null as stdin (not the broker's stdin), the log pipe the broker reads,
