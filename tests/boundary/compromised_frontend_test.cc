@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -633,6 +634,7 @@ void ExpectBoundedFlood(const std::vector<ipc::Reply>& replies, int total) {
 // and never queued, undeliverable replies are dropped rather than blocking the broker, and its
 // memory stays small.
 TEST_F(CompromisedFrontendTest, FloodWithoutReadingStaysBounded) {
+  const auto start = Clock::now();
   Run("flood", {"10000", "0"});
   ASSERT_TRUE(WaitForEvent("done", seconds(40)));
   // The broker never blocks on a frontend that does not read, so it keeps reading and the
@@ -645,6 +647,20 @@ TEST_F(CompromisedFrontendTest, FloodWithoutReadingStaysBounded) {
   }
   ExpectBoundedFlood(RepliesAfterGo(), 10000);
   ExpectCleanStopAfterServing();
+  // Every refusal is logged, but at most 10 a second (SECURITY.md): the flood cannot flood the
+  // operator's log. An interval of s seconds touches at most ceil(s) + 1 of the broker's
+  // one-second windows.
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  const int windows = static_cast<int>(std::ceil(elapsed)) + 1;
+  const std::string logs = plugin_->Logs();
+  int refusals_logged = 0;
+  for (size_t at = logs.find("\"msg\":\"request refused\""); at != std::string::npos;
+       at = logs.find("\"msg\":\"request refused\"", at + 1)) {
+    ++refusals_logged;
+  }
+  std::cout << "[ observed ] " << refusals_logged << " refusals logged in " << elapsed << " s\n";
+  EXPECT_GT(refusals_logged, 0) << "no refusal was logged at all";
+  EXPECT_LE(refusals_logged, 10 * windows) << "refusal logs are not rate-limited";
 }
 
 // The queue bound itself, with requests it must accept: while Vault is slow, valid Encrypts
