@@ -271,6 +271,11 @@ TEST_F(BatchAnswerTest, AnAnswerThatDoesNotMatchTheRequestFailsEveryItem) {
   expect_all_internal("one result missing");
 
   Results().clear();
+  for (const char* ref : {"0", "1", "2", "3"}) Results().append(Result(ref, "seed"));
+  Read();
+  expect_all_internal("one result too many");
+
+  Results().clear();
   Results().append(Result("0", "seed-zero"));
   Results().append("seed-one");
   Results().append(Result("2", "seed-two"));
@@ -397,6 +402,11 @@ TEST_F(EncryptBatchAnswerTest, AnAnswerThatDoesNotMatchTheRequestFailsEveryItem)
   Results().append(Result("0", Ct(3, "zero")));
   Read();
   expect_all_internal("results missing");
+
+  Results().clear();
+  for (const char* ref : {"0", "1", "2", "3"}) Results().append(Result(ref, Ct(3, ref)));
+  Read();
+  expect_all_internal("one result too many");
 
   r.json = Json::Value(Json::objectValue);
   r.json["data"]["ciphertext"] = Ct(3, "single-form answer");
