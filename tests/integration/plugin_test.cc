@@ -479,7 +479,9 @@ TEST_F(PluginTest, NothingSecretAppearsInAnyOutput) {
   KmsClient kms(plugin->socket_path());
   std::string seed = RandomBytes(32);
   v2::EncryptResponse enc;
-  ASSERT_TRUE(kms.Encrypt(seed, RandomUid(), &enc).ok());
+  // A uid that is not UUID-like is logged as "invalid" by both processes, never as sent.
+  const std::string odd_uid = "not a uuid: UID-MARKER-7f3a";
+  ASSERT_TRUE(kms.Encrypt(seed, odd_uid, &enc).ok());
   v2::DecryptResponse dec;
   ASSERT_TRUE(kms.Decrypt(enc.ciphertext(), enc.key_id(), RandomUid(), &dec).ok());
   // A failing call too: errors are where secrets tend to leak.
@@ -497,6 +499,17 @@ TEST_F(PluginTest, NothingSecretAppearsInAnyOutput) {
   for (const std::string& secret :
        {role_id, secret_id, vault_.root_token(), seed, enc.ciphertext(), payload.substr(0, 24)}) {
     EXPECT_EQ(logs.find(secret), std::string::npos) << "a secret value appears in the logs";
+  }
+  EXPECT_EQ(logs.find("UID-MARKER-7f3a"), std::string::npos) << "a non-UUID uid was logged";
+  for (const char* proc : {"vault-kms-frontend", "vault-kms-broker"}) {
+    bool logged_invalid = false;
+    std::istringstream lines(logs);
+    for (std::string line; std::getline(lines, line);) {
+      logged_invalid = logged_invalid ||
+                       (line.find(std::string("\"proc\":\"") + proc + "\"") != std::string::npos &&
+                        line.find("\"uid\":\"invalid\"") != std::string::npos);
+    }
+    EXPECT_TRUE(logged_invalid) << proc << " logged no call with uid \"invalid\"";
   }
 }
 
