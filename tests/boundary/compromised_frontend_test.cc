@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -179,7 +180,12 @@ class CompromisedFrontendTest : public ::testing::Test {
 
   std::vector<Event> Events() const {
     std::vector<Event> events;
-    std::istringstream in(ReadFile(result_path()));
+    // The evil frontend may be appending as we read: a last line without its newline is not
+    // whole yet, and is left for the next read.
+    std::string text = ReadFile(result_path());
+    const size_t end = text.rfind('\n');
+    text.resize(end == std::string::npos ? 0 : end + 1);
+    std::istringstream in(text);
     std::string line;
     Json::CharReaderBuilder builder;
     while (std::getline(in, line)) {
@@ -483,10 +489,14 @@ TEST_F(CompromisedFrontendTest, ItsLogLinesAreReattributedEscapedAndBounded) {
   EXPECT_EQ(logs.find('\x1b'), std::string::npos) << "a raw escape reached the operator's log";
   EXPECT_EQ(logs.find('\x07'), std::string::npos) << "a raw BEL reached the operator's log";
   EXPECT_EQ(logs.find("TAIL-OF-A-LONG-LINE"), std::string::npos) << "an unbounded line passed";
+  EXPECT_EQ(logs.find("TAIL-OF-A-LONG-JSON-LINE"), std::string::npos)
+      << "a JSON line over 4 KiB was relayed whole";
   EXPECT_NE(logs.find("dropping the rest of this second"), std::string::npos)
       << "a flood of lines was relayed without limit";
   bool forged_seen = false, raw_seen = false;
-  int flood_lines = 0;
+  int flood_lines = 0, cut_lines = 0;
+  // Flood lines relayed per second of the relay's own timestamp ("2026-01-01T00:00:00").
+  std::map<std::string, int> flood_per_second;
   std::istringstream in(logs);
   std::string line;
   Json::CharReaderBuilder builder;
@@ -505,7 +515,12 @@ TEST_F(CompromisedFrontendTest, ItsLogLinesAreReattributedEscapedAndBounded) {
       raw_seen = true;
       EXPECT_EQ(v["proc"].asString(), "vault-kms-frontend");
     }
-    if (msg.rfind("flood ", 0) == 0) ++flood_lines;
+    if (msg.rfind("flood ", 0) == 0) {
+      ++flood_lines;
+      ++flood_per_second[v["ts"].asString().substr(0, 19)];
+    }
+    // The documented cut (SECURITY.md: 4 KiB), for both long lines, JSON or not.
+    if (msg == "a line from the frontend, cut at 4096 bytes") ++cut_lines;
     if (v["proc"].asString() == "vault-kms-broker") {
       EXPECT_EQ(line.find("FORGED"), std::string::npos) << line;
     }
@@ -514,6 +529,11 @@ TEST_F(CompromisedFrontendTest, ItsLogLinesAreReattributedEscapedAndBounded) {
   EXPECT_TRUE(raw_seen) << "the raw line was not relayed as text";
   EXPECT_GT(flood_lines, 0);
   EXPECT_LT(flood_lines, 3000) << "every flood line was relayed";
+  EXPECT_EQ(cut_lines, 2) << "each line over 4 KiB is relayed cut, as one line";
+  // A line counted in the last instant of a second may be stamped in the next: hence the one.
+  for (const auto& [second, count] : flood_per_second) {
+    EXPECT_LE(count, 1000 + 1) << "more than 1,000 frontend lines relayed within " << second;
+  }
 }
 
 // What crosses exec: /dev/null as stdin (not the broker's stdin), the log pipe the broker reads,
@@ -619,6 +639,7 @@ void ExpectBoundedFlood(const std::vector<ipc::Reply>& replies, int total) {
 // and never queued, undeliverable replies are dropped rather than blocking the broker, and its
 // memory stays small.
 TEST_F(CompromisedFrontendTest, FloodWithoutReadingStaysBounded) {
+  const auto start = Clock::now();
   Run("flood", {"10000", "0"});
   ASSERT_TRUE(WaitForEvent("done", seconds(40)));
   // The broker never blocks on a frontend that does not read, so it keeps reading and the
@@ -631,6 +652,20 @@ TEST_F(CompromisedFrontendTest, FloodWithoutReadingStaysBounded) {
   }
   ExpectBoundedFlood(RepliesAfterGo(), 10000);
   ExpectCleanStopAfterServing();
+  // Every refusal is logged, but at most 10 a second (SECURITY.md): the flood cannot flood the
+  // operator's log. An interval of s seconds touches at most ceil(s) + 1 of the broker's
+  // one-second windows.
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  const int windows = static_cast<int>(std::ceil(elapsed)) + 1;
+  const std::string logs = plugin_->Logs();
+  int refusals_logged = 0;
+  for (size_t at = logs.find("\"msg\":\"request refused\""); at != std::string::npos;
+       at = logs.find("\"msg\":\"request refused\"", at + 1)) {
+    ++refusals_logged;
+  }
+  std::cout << "[ observed ] " << refusals_logged << " refusals logged in " << elapsed << " s\n";
+  EXPECT_GT(refusals_logged, 0) << "no refusal was logged at all";
+  EXPECT_LE(refusals_logged, 10 * windows) << "refusal logs are not rate-limited";
 }
 
 // The queue bound itself, with requests it must accept: while Vault is slow, valid Encrypts

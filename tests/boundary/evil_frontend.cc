@@ -691,6 +691,8 @@ void ForgeLogLines() {
       "\n");
   put("\x1b[2J\x1b[31mFORGED-RAW-ESCAPES\x07\n");
   put(std::string(10000, 'A') + "TAIL-OF-A-LONG-LINE\n");
+  // As long, but one of the frontend's own JSON lines: only the cut keeps it short.
+  put("{\"level\":\"info\",\"msg\":\"" + std::string(10000, 'B') + "TAIL-OF-A-LONG-JSON-LINE\"}\n");
   std::string flood;
   for (int i = 0; i < 3000; ++i)
     flood += "{\"level\":\"info\",\"msg\":\"flood " + std::to_string(i) + "\"}\n";

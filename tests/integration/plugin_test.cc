@@ -264,11 +264,21 @@ TEST_F(PluginTest, TokenAuthFromAFile) {
 
 TEST_F(PluginTest, PeerOutsideAllowedUidsIsRefused) {
   PluginOptions o = Options();
-  o.extra_flags.push_back("--allowed-peer-uids=" + std::to_string(getuid() + 4242));
+  const uid_t outsider = getuid() + 4242;
+  o.extra_flags.push_back("--allowed-peer-uids=" + std::to_string(outsider));
   auto plugin = StartPlugin(o, /*wait_healthy=*/false);  // Start() itself cannot call in
+  // Root connects with the allowed number as its group id (SO_PEERCRED reports both): only the
+  // uid may decide.
+  const bool root = geteuid() == 0;
+  if (root) {
+    ASSERT_EQ(setegid(static_cast<gid_t>(outsider)), 0);
+  }
   KmsClient kms(plugin->socket_path());
   v2::StatusResponse st;
   grpc::Status s = kms.Status(&st, seconds(2));
+  if (root) {
+    EXPECT_EQ(setegid(getgid()), 0);
+  }
   EXPECT_FALSE(s.ok());
   EXPECT_TRUE(plugin->WaitForLog("refused a connection from a uid outside --allowed-peer-uids",
                                  seconds(10)))
@@ -304,6 +314,8 @@ TEST_F(PluginTest, WrongCaIsRefusedWithAClearError) {
 
 TEST_F(PluginTest, FrontendHoldsNoCredentialAndNoPrivilege) {
   PluginOptions o = Options();
+  // The broker's own environment is not empty, so an empty one in the frontend is its doing.
+  o.env = {"VKMS_TEST_BROKER_ONLY=environment-canary"};
   std::string role_id = o.role_id, secret_id = o.secret_id;
   auto plugin = StartPlugin(o);
   pid_t fe = plugin->FrontendPid();
@@ -512,7 +524,9 @@ TEST_F(PluginTest, NothingSecretAppearsInAnyOutput) {
   KmsClient kms(plugin->socket_path());
   std::string seed = RandomBytes(32);
   v2::EncryptResponse enc;
-  ASSERT_TRUE(kms.Encrypt(seed, RandomUid(), &enc).ok());
+  // A uid that is not UUID-like is logged as "invalid" by both processes, never as sent.
+  const std::string odd_uid = "not a uuid: UID-MARKER-7f3a";
+  ASSERT_TRUE(kms.Encrypt(seed, odd_uid, &enc).ok());
   v2::DecryptResponse dec;
   ASSERT_TRUE(kms.Decrypt(enc.ciphertext(), enc.key_id(), RandomUid(), &dec).ok());
   // A failing call too: errors are where secrets tend to leak.
@@ -530,6 +544,17 @@ TEST_F(PluginTest, NothingSecretAppearsInAnyOutput) {
   for (const std::string& secret :
        {role_id, secret_id, vault_.root_token(), seed, enc.ciphertext(), payload.substr(0, 24)}) {
     EXPECT_EQ(logs.find(secret), std::string::npos) << "a secret value appears in the logs";
+  }
+  EXPECT_EQ(logs.find("UID-MARKER-7f3a"), std::string::npos) << "a non-UUID uid was logged";
+  for (const char* proc : {"vault-kms-frontend", "vault-kms-broker"}) {
+    bool logged_invalid = false;
+    std::istringstream lines(logs);
+    for (std::string line; std::getline(lines, line);) {
+      logged_invalid = logged_invalid ||
+                       (line.find(std::string("\"proc\":\"") + proc + "\"") != std::string::npos &&
+                        line.find("\"uid\":\"invalid\"") != std::string::npos);
+    }
+    EXPECT_TRUE(logged_invalid) << proc << " logged no call with uid \"invalid\"";
   }
 }
 

@@ -271,6 +271,11 @@ TEST_F(BatchAnswerTest, AnAnswerThatDoesNotMatchTheRequestFailsEveryItem) {
   expect_all_internal("one result missing");
 
   Results().clear();
+  for (const char* ref : {"0", "1", "2", "3"}) Results().append(Result(ref, "seed"));
+  Read();
+  expect_all_internal("one result too many");
+
+  Results().clear();
   Results().append(Result("0", "seed-zero"));
   Results().append("seed-one");
   Results().append(Result("2", "seed-two"));
@@ -397,6 +402,11 @@ TEST_F(EncryptBatchAnswerTest, AnAnswerThatDoesNotMatchTheRequestFailsEveryItem)
   Results().append(Result("0", Ct(3, "zero")));
   Read();
   expect_all_internal("results missing");
+
+  Results().clear();
+  for (const char* ref : {"0", "1", "2", "3"}) Results().append(Result(ref, Ct(3, ref)));
+  Read();
+  expect_all_internal("one result too many");
 
   r.json = Json::Value(Json::objectValue);
   r.json["data"]["ciphertext"] = Ct(3, "single-form answer");
@@ -1132,6 +1142,22 @@ TEST_F(VaultSideTest, RateLimitHonoursRetryAfterButNeverTheDeadline) {
   EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
   EXPECT_NE(s.message().find("rate limit"), std::string::npos) << s.ToString();
   EXPECT_LT(Clock::now() - t0, milliseconds(800));
+
+  // Retry-After is the server's figure: our own ceiling on a backoff step (retry_max) does not
+  // cut it short.
+  VaultHttp::Options short_backoff;
+  short_backoff.retry_base = milliseconds(50);
+  short_backoff.retry_max = milliseconds(100);
+  VaultHttp http(Config(), short_backoff);
+  const std::string keys = "transit/keys/" + name_;
+  control_->Fail(keys, 429, 1, 1);
+  VaultRequest req;
+  req.path = keys;
+  req.token = sim_->root_token();
+  req.deadline = In(seconds(3));
+  t0 = Clock::now();
+  EXPECT_EQ(http.Call(req).status, 200);
+  EXPECT_GE(Clock::now() - t0, milliseconds(900)) << "Retry-After: 1 was cut to retry_max";
 }
 
 TEST_F(VaultSideTest, TransientFailuresAreRetried) {

@@ -3,8 +3,10 @@
 #include "shared/ipc.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -116,7 +118,8 @@ int CountOpenFds() {
 
 TEST_F(IpcTest, PassedDescriptorsAreClosedAndRefused) {
   int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
+  // Non-blocking: a regression that leaks the passed write end must fail here, not hang.
+  ASSERT_EQ(pipe2(pipefd, O_NONBLOCK), 0);
   Request req;
   req.set_id(1);
   req.mutable_status();
@@ -140,9 +143,9 @@ TEST_F(IpcTest, PassedDescriptorsAreClosedAndRefused) {
   std::string err;
   EXPECT_EQ(Recv(fds_[1], &got, &err), RecvStatus::kProtocolError);
   EXPECT_EQ(CountOpenFds(), before) << "a descriptor passed over the channel was leaked";
-  // The only write end is gone, so the read end sees EOF.
+  // The only write end is gone, so the read end sees EOF (not EAGAIN).
   char ch;
-  EXPECT_EQ(read(pipefd[0], &ch, 1), 0);
+  EXPECT_EQ(read(pipefd[0], &ch, 1), 0) << strerror(errno);
   close(pipefd[0]);
 }
 

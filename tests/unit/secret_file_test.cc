@@ -90,8 +90,10 @@ TEST_F(SecretFileTest, DirectoryAndDeviceAreRefused) {
 
 // Group- or other-readable credentials still work (refusing would stop a running cluster at its
 // next login) but are reported once, with the fix; `check` fails them.
-TEST_F(SecretFileTest, GroupReadableFileIsWarnedAboutOnce) {
-  std::string path = Write("secret-id", "value", 0640);
+TEST_F(SecretFileTest, GroupOrOtherReadableFileIsWarnedAboutOnce) {
+  // One file group can read, one only other can: each is reported, once.
+  const std::string group = Write("secret-id", "value", 0640);
+  const std::string other = Write("role-id", "value", 0604);
   std::string log_path = dir_ + "/stderr";
   int saved = dup(STDERR_FILENO);
   int capture = open(log_path.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
@@ -100,12 +102,14 @@ TEST_F(SecretFileTest, GroupReadableFileIsWarnedAboutOnce) {
   dup2(capture, STDERR_FILENO);
   SecretString s;
   std::string err;
-  bool first = ReadSecretFile(path, &s, &err);
-  bool second = ReadSecretFile(path, &s, &err);
+  bool read_all = true;
+  for (const std::string& path : {group, group, other, other}) {
+    read_all = ReadSecretFile(path, &s, &err) && read_all;
+  }
   dup2(saved, STDERR_FILENO);
   close(saved);
   close(capture);
-  EXPECT_TRUE(first && second) << err;
+  EXPECT_TRUE(read_all) << err;
   std::string out;
   {
     FILE* f = fopen(log_path.c_str(), "r");
@@ -115,10 +119,13 @@ TEST_F(SecretFileTest, GroupReadableFileIsWarnedAboutOnce) {
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
     fclose(f);
   }
-  const std::string warning = "can be read by group or other; fix: chmod 0400 " + path;
-  size_t at = out.find(warning);
-  EXPECT_NE(at, std::string::npos) << out;
-  EXPECT_EQ(out.find(warning, at + 1), std::string::npos) << "warned twice: " << out;
+  for (const std::string& path : {group, other}) {
+    // The path ends the message: no other path is a match.
+    const std::string warning = "can be read by group or other; fix: chmod 0400 " + path + "\"";
+    size_t at = out.find(warning);
+    EXPECT_NE(at, std::string::npos) << path << " was not reported: " << out;
+    EXPECT_EQ(out.find(warning, at + 1), std::string::npos) << "warned twice: " << out;
+  }
   EXPECT_EQ(out.find("value\""), std::string::npos) << "the content was logged";
 }
 
