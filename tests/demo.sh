@@ -51,14 +51,16 @@ vault PUT sys/policies/acl/vault-kms "$policy" >/dev/null
 vault POST auth/approle/role/vault-kms \
   '{"token_policies":["vault-kms"],"token_ttl":"1h","token_max_ttl":"24h","secret_id_ttl":"0"}' >/dev/null
 mkdir -p "$work/creds" "$work/run"
-chmod 755 "$work/creds"
+# The socket's directory stays root's and writable by root alone: the broker refuses one that
+# another uid could change (SECURITY.md, "Root following a path another uid controls").
+chmod 755 "$work/creds" "$work/run"
 vault GET auth/approle/role/vault-kms/role-id | jget 'd["data"]["role_id"]' >"$work/creds/role-id"
 vault POST auth/approle/role/vault-kms/secret-id '{}' | jget 'd["data"]["secret_id"]' >"$work/creds/secret-id"
 cp "$CA" "$work/creds/ca.pem" && chmod 644 "$work/creds/ca.pem"
 chmod 400 "$work/creds/role-id" "$work/creds/secret-id"
 if [ "$(id -u)" = 0 ]; then
   # As in production: the credential files belong to the broker user, mode 0400.
-  chown 65532:65532 "$work/creds/role-id" "$work/creds/secret-id" "$work/run"
+  chown 65532:65532 "$work/creds/role-id" "$work/creds/secret-id"
 fi
 say "policy: $(grep -c '^path' deploy/vault/kms-policy.hcl) paths (deploy/vault/kms-policy.hcl)"
 say "role-id and secret-id written to $work/creds (mode 0400)"
