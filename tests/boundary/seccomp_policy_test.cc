@@ -229,6 +229,11 @@ long PerfEventOpen() {
 long OpenByHandleAt() {
   return syscall(SYS_open_by_handle_at, 0, nullptr, 0);
 }
+// Landlock does not cover readlink either: a symlink's target tells what is where.
+long Readlinkat() {
+  char buf[64];
+  return syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", buf, sizeof buf);
+}
 // Allowed calls, to show the policy is not "kill everything".
 // A non-blocking listener made before the policy loads: accept4() reaches the kernel, which
 // answers EAGAIN (nobody is connecting) instead of the policy killing the process.
@@ -287,6 +292,7 @@ const Case kCases[] = {
     {"frontend", "open_by_handle_at", Expect::kKilled, 0, OpenByHandleAt},
     {"frontend", "open", Expect::kErrno, EACCES, Open},
     {"frontend", "openat", Expect::kErrno, EACCES, OpenatRead},
+    {"frontend", "readlinkat", Expect::kErrno, EACCES, Readlinkat},
     {"frontend", "clone3", Expect::kErrno, ENOSYS, Clone3},
     {"frontend", "getpid", Expect::kAllowed, 0, Getpid},
     {"frontend", "accept", Expect::kKilled, 0, Accept},
