@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -234,6 +235,16 @@ long Readlinkat() {
   char buf[64];
   return syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", buf, sizeof buf);
 }
+// Landlock does not cover readlink either: a symlink's target tells what is where.
+long Readlinkat() {
+  char buf[64];
+  return syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", buf, sizeof buf);
+}
+// SIGTERM is allowed to the process itself only. The target does not exist, so a policy that
+// let the call through would get ESRCH instead of a kill, and no one is signalled.
+long KillOtherSigterm() {
+  return syscall(SYS_kill, INT_MAX, SIGTERM);
+}
 // Allowed calls, to show the policy is not "kill everything".
 // A non-blocking listener made before the policy loads: accept4() reaches the kernel, which
 // answers EAGAIN (nobody is connecting) instead of the policy killing the process.
@@ -273,6 +284,7 @@ const Case kCases[] = {
     {"frontend", "unlink", Expect::kKilled, 0, Unlink},
     {"frontend", "mkdir", Expect::kKilled, 0, Mkdir},
     {"frontend", "kill", Expect::kKilled, 0, KillInit},
+    {"frontend", "kill_other", Expect::kKilled, 0, KillOtherSigterm},
     {"frontend", "mmap", Expect::kKilled, 0, MmapExec},
     {"frontend", "mprotect", Expect::kKilled, 0, MprotectExec},
     {"frontend", "rt_sigaction", Expect::kKilled, 0, SigactionSigsys},
@@ -292,6 +304,7 @@ const Case kCases[] = {
     {"frontend", "open_by_handle_at", Expect::kKilled, 0, OpenByHandleAt},
     {"frontend", "open", Expect::kErrno, EACCES, Open},
     {"frontend", "openat", Expect::kErrno, EACCES, OpenatRead},
+    {"frontend", "readlinkat", Expect::kErrno, EACCES, Readlinkat},
     {"frontend", "readlinkat", Expect::kErrno, EACCES, Readlinkat},
     {"frontend", "clone3", Expect::kErrno, ENOSYS, Clone3},
     {"frontend", "getpid", Expect::kAllowed, 0, Getpid},
@@ -355,7 +368,7 @@ class SeccompPolicyTest : public ::testing::TestWithParam<Case> {};
 std::string SyscallOf(const std::string& name) {
   for (const char* suffix :
        {"_trunc", "_netlinkhighbits", "_netlink", "_unix", "_read", "_highbits", "_sigsys_blocked",
-        "_path", "_emptyflag", "_udp", "_raw", "_tcp"}) {
+        "_path", "_emptyflag", "_udp", "_raw", "_tcp", "_other"}) {
     size_t pos = name.rfind(suffix);
     if (pos != std::string::npos && pos + strlen(suffix) == name.size()) return name.substr(0, pos);
   }
