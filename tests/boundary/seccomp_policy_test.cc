@@ -240,6 +240,11 @@ long Readlinkat() {
 long KillOtherSigterm() {
   return syscall(SYS_kill, INT_MAX, SIGTERM);
 }
+// Read-only does not mean harmless: O_RDONLY | O_CREAT makes a file. (The directory does not
+// exist, so a policy that let the call through would get ENOENT and create nothing.)
+long OpenatCreat() {
+  return syscall(SYS_openat, AT_FDCWD, "/nonexistent-vkms/never", O_RDONLY | O_CREAT, 0600);
+}
 // A process sharing our memory but not our thread group (a vfork-like child) is a fork too.
 int CloneChild(void*) {
   return 0;
@@ -330,6 +335,7 @@ const Case kCases[] = {
     {"broker", "socket", Expect::kKilled, 0, SocketPacket},
     {"broker", "openat", Expect::kKilled, 0, OpenatWrite},
     {"broker", "openat_trunc", Expect::kKilled, 0, OpenatTrunc},
+    {"broker", "openat_creat", Expect::kKilled, 0, OpenatCreat},
     {"broker", "setuid", Expect::kKilled, 0, Setuid},
     {"broker", "setresuid", Expect::kKilled, 0, Setresuid},
     {"broker", "setgroups", Expect::kKilled, 0, Setgroups},
@@ -372,7 +378,7 @@ class SeccompPolicyTest : public ::testing::TestWithParam<Case> {};
 std::string SyscallOf(const std::string& name) {
   for (const char* suffix :
        {"_trunc", "_netlinkhighbits", "_netlink", "_unix", "_read", "_highbits", "_sigsys_blocked",
-        "_path", "_emptyflag", "_udp", "_raw", "_tcp", "_other", "_vm"}) {
+        "_path", "_emptyflag", "_udp", "_raw", "_tcp", "_other", "_creat", "_vm"}) {
     size_t pos = name.rfind(suffix);
     if (pos != std::string::npos && pos + strlen(suffix) == name.size()) return name.substr(0, pos);
   }
