@@ -529,6 +529,10 @@ TEST(SeccompPolicyInvariants, RulesThatLetSigsysOrExecThroughAreRefused) {
   Policy above = {"x", {HandlerExitRule(), Allow("rt_sigaction", {SCMP_A0(SCMP_CMP_GT, 64)})}};
   EXPECT_NE(CheckInvariants(above).find("other than SIGSYS"), std::string::npos)
       << CheckInvariants(above);
+  // Read+execute for code is still new executable memory.
+  Policy rx = {"x",
+               {HandlerExitRule(), Allow("mmap", {SCMP_A2(SCMP_CMP_EQ, PROT_READ | PROT_EXEC)})}};
+  EXPECT_NE(CheckInvariants(rx).find("PROT_EXEC"), std::string::npos) << CheckInvariants(rx);
   // Both real policies pass, in every variant.
   EXPECT_EQ(CheckInvariants(FrontendPolicy(1)), "");
   for (bool dns : {false, true}) {
