@@ -236,7 +236,7 @@ TEST(NonDumpable, BothProcessesWhetherStartedAsRootOrNot) {
 // already; so the frontend must confine itself before it creates any. Here the real frontend
 // runs with its seccomp filter stubbed out (thread_probe_shim.cc, LD_PRELOAD) so that only
 // Landlock can deny, and every thread it creates tries to open a file and connect over TCP as
-// it starts: all must be refused (EACCES).
+// it starts (a file for reading, one for writing): all must be refused (EACCES).
 TEST(FrontendThreads, EveryThreadItCreatesIsBornInsideLandlock) {
   if (landlock::Abi() < 4) GTEST_SKIP() << "needs Landlock ABI 4 (files and TCP)";
   int pair[2];
@@ -316,6 +316,9 @@ TEST(FrontendThreads, EveryThreadItCreatesIsBornInsideLandlock) {
     ++threads;
     EXPECT_NE(line.find("\"open\":\"EACCES\""), std::string::npos)
         << "a frontend thread can open files: it was created outside Landlock\n"
+        << line;
+    EXPECT_NE(line.find("\"open_write\":\"EACCES\""), std::string::npos)
+        << "a frontend thread can open files for writing: Landlock does not handle writes\n"
         << line;
     EXPECT_NE(line.find("\"connect\":\"EACCES\""), std::string::npos)
         << "a frontend thread can connect over TCP: it was created outside Landlock\n"

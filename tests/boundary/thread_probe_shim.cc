@@ -3,8 +3,10 @@
 //  - replaces libseccomp's seccomp_load() with a no-op, so that what denies a file or a TCP
 //    connection below can only be Landlock (the seccomp filter would refuse both itself);
 //  - wraps pthread_create(): every thread the frontend creates (gRPC's, the HTTP server's, the
-//    broker reader) first tries to open /etc/passwd and to connect to 127.0.0.1:$VKMS_PROBE_PORT
-//    and writes one JSON line with the results to stderr, then runs as it would have.
+//    broker reader) first tries to open /etc/passwd, to open /dev/null for writing (a write
+//    that loses nothing, so the probe is harmless when it succeeds) and to connect to
+//    127.0.0.1:$VKMS_PROBE_PORT, and writes one JSON line with the results to stderr, then
+//    runs as it would have.
 // A thread created before the frontend's landlock_restrict_self() is outside the domain and
 // succeeds; one created after it gets EACCES from Landlock.
 #include <arpa/inet.h>
@@ -34,6 +36,9 @@ void Probe() {
   long fd = syscall(SYS_openat, AT_FDCWD, "/etc/passwd", O_RDONLY | O_CLOEXEC);
   int open_errno = errno;
   if (fd >= 0) close(static_cast<int>(fd));
+  long wfd = syscall(SYS_openat, AT_FDCWD, "/dev/null", O_WRONLY | O_CLOEXEC);
+  int write_errno = errno;
+  if (wfd >= 0) close(static_cast<int>(wfd));
   long rc = -1;
   int connect_errno = 0;
   const char* port = getenv("VKMS_PROBE_PORT");
@@ -51,8 +56,10 @@ void Probe() {
   if (s >= 0) close(s);
   char line[256];
   snprintf(line, sizeof line,
-           "{\"probe\":\"thread\",\"tid\":%ld,\"open\":\"%s\",\"connect\":\"%s\"}\n",
-           syscall(SYS_gettid), Outcome(fd, open_errno), Outcome(rc, connect_errno));
+           "{\"probe\":\"thread\",\"tid\":%ld,\"open\":\"%s\",\"open_write\":\"%s\","
+           "\"connect\":\"%s\"}\n",
+           syscall(SYS_gettid), Outcome(fd, open_errno), Outcome(wfd, write_errno),
+           Outcome(rc, connect_errno));
   Say(line);
 }
 
