@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -253,6 +254,11 @@ long CloneVm() {
   static char stack[64 * 1024] __attribute__((aligned(16)));
   return clone(CloneChild, stack + sizeof stack, CLONE_VM | SIGCHLD, nullptr);
 }
+// Limits may be read, never set (lowering RLIMIT_CORE to 0 harms nothing if it got through).
+long Prlimit64Set() {
+  struct rlimit lim = {0, 0};
+  return syscall(SYS_prlimit64, 0, RLIMIT_CORE, &lim, nullptr);
+}
 // Allowed calls, to show the policy is not "kill everything".
 // A non-blocking listener made before the policy loads: accept4() reaches the kernel, which
 // answers EAGAIN (nobody is connecting) instead of the policy killing the process.
@@ -356,6 +362,7 @@ const Case kCases[] = {
     {"broker", "io_uring_setup", Expect::kKilled, 0, IoUringSetup},
     {"broker", "prctl", Expect::kKilled, 0, Prctl},
     {"broker", "keyctl", Expect::kKilled, 0, Keyctl},
+    {"broker", "prlimit64_set", Expect::kKilled, 0, Prlimit64Set},
     {"broker", "socket_netlink", Expect::kErrno, EAFNOSUPPORT, SocketNetlink},
     {"broker", "socket_netlinkhighbits", Expect::kErrno, EAFNOSUPPORT, SocketNetlinkHighBits},
     {"broker", "clone3", Expect::kErrno, ENOSYS, Clone3},
@@ -378,7 +385,7 @@ class SeccompPolicyTest : public ::testing::TestWithParam<Case> {};
 std::string SyscallOf(const std::string& name) {
   for (const char* suffix :
        {"_trunc", "_netlinkhighbits", "_netlink", "_unix", "_read", "_highbits", "_sigsys_blocked",
-        "_path", "_emptyflag", "_udp", "_raw", "_tcp", "_other", "_creat", "_vm"}) {
+        "_path", "_emptyflag", "_udp", "_raw", "_tcp", "_set", "_other", "_creat", "_vm"}) {
     size_t pos = name.rfind(suffix);
     if (pos != std::string::npos && pos + strlen(suffix) == name.size()) return name.substr(0, pos);
   }
