@@ -259,6 +259,10 @@ long Prlimit64Set() {
   struct rlimit lim = {0, 0};
   return syscall(SYS_prlimit64, 0, RLIMIT_CORE, &lim, nullptr);
 }
+// raise()/abort() only: a thread group that cannot exist, so a regression signals no one.
+long TgkillOther() {
+  return syscall(SYS_tgkill, INT_MAX, INT_MAX, SIGTERM);
+}
 // Allowed calls, to show the policy is not "kill everything".
 // A non-blocking listener made before the policy loads: accept4() reaches the kernel, which
 // answers EAGAIN (nobody is connecting) instead of the policy killing the process.
@@ -300,6 +304,7 @@ const Case kCases[] = {
     {"frontend", "mkdir", Expect::kKilled, 0, Mkdir},
     {"frontend", "kill", Expect::kKilled, 0, KillInit},
     {"frontend", "kill_other", Expect::kKilled, 0, KillOtherSigterm},
+    {"frontend", "tgkill_other", Expect::kKilled, 0, TgkillOther},
     {"frontend", "mmap", Expect::kKilled, 0, MmapExec},
     {"frontend", "mprotect", Expect::kKilled, 0, MprotectExec},
     {"frontend", "rt_sigaction", Expect::kKilled, 0, SigactionSigsys},
@@ -362,6 +367,7 @@ const Case kCases[] = {
     {"broker", "io_uring_setup", Expect::kKilled, 0, IoUringSetup},
     {"broker", "prctl", Expect::kKilled, 0, Prctl},
     {"broker", "keyctl", Expect::kKilled, 0, Keyctl},
+    {"broker", "tgkill_other", Expect::kKilled, 0, TgkillOther},
     {"broker", "prlimit64_set", Expect::kKilled, 0, Prlimit64Set},
     {"broker", "socket_netlink", Expect::kErrno, EAFNOSUPPORT, SocketNetlink},
     {"broker", "socket_netlinkhighbits", Expect::kErrno, EAFNOSUPPORT, SocketNetlinkHighBits},
