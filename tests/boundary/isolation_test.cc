@@ -84,6 +84,11 @@ TEST_F(IsolationTest, BothRunningProcessesAreConfined) {
                 std::string::npos)
           << limits;
     }
+    if (pid == frontend) {
+      // Its stderr is the broker's log pipe, never a file: no file may grow.
+      EXPECT_NE(limits.find("Max file size             0                    0"), std::string::npos)
+          << limits;
+    }
   }
   if (geteuid() == 0) {
     EXPECT_NE(ProcStatusField(broker, "Uid"), ProcStatusField(frontend, "Uid"));
@@ -236,7 +241,7 @@ TEST(NonDumpable, BothProcessesWhetherStartedAsRootOrNot) {
 // already; so the frontend must confine itself before it creates any. Here the real frontend
 // runs with its seccomp filter stubbed out (thread_probe_shim.cc, LD_PRELOAD) so that only
 // Landlock can deny, and every thread it creates tries to open a file and connect over TCP as
-// it starts: all must be refused (EACCES).
+// it starts (a file for reading, one for writing): all must be refused (EACCES).
 TEST(FrontendThreads, EveryThreadItCreatesIsBornInsideLandlock) {
   if (landlock::Abi() < 4) GTEST_SKIP() << "needs Landlock ABI 4 (files and TCP)";
   int pair[2];
@@ -261,6 +266,13 @@ TEST(FrontendThreads, EveryThreadItCreatesIsBornInsideLandlock) {
   const std::string frontend = BuildDir() + "/vault-kms-frontend";
   const std::string preload = "LD_PRELOAD=" + BuildDir() + "/libthread-probe-shim.so";
   const std::string probe_port = "VKMS_PROBE_PORT=" + port;
+  struct sockaddr_un bound = {};
+  socklen_t bound_len = sizeof bound;
+  ASSERT_EQ(getsockname(kms, reinterpret_cast<struct sockaddr*>(&bound), &bound_len), 0);
+  ASSERT_GT(bound_len, offsetof(struct sockaddr_un, sun_path) + 1);
+  const std::string probe_abstract =
+      "VKMS_PROBE_ABSTRACT=" +
+      std::string(bound.sun_path + 1, bound_len - offsetof(struct sockaddr_un, sun_path) - 1);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -271,7 +283,7 @@ TEST(FrontendThreads, EveryThreadItCreatesIsBornInsideLandlock) {
     }
     const char* argv[] = {frontend.c_str(), "--log-level=info", nullptr};
     // The shim is built without sanitizers; an instrumented frontend must accept it first.
-    const char* envp[] = {preload.c_str(), probe_port.c_str(),
+    const char* envp[] = {preload.c_str(), probe_port.c_str(), probe_abstract.c_str(),
                           "ASAN_OPTIONS=verify_asan_link_order=0", nullptr};
     execve(argv[0], const_cast<char**>(argv), const_cast<char**>(envp));
     _exit(127);
@@ -317,9 +329,18 @@ TEST(FrontendThreads, EveryThreadItCreatesIsBornInsideLandlock) {
     EXPECT_NE(line.find("\"open\":\"EACCES\""), std::string::npos)
         << "a frontend thread can open files: it was created outside Landlock\n"
         << line;
+    EXPECT_NE(line.find("\"open_write\":\"EACCES\""), std::string::npos)
+        << "a frontend thread can open files for writing: Landlock does not handle writes\n"
+        << line;
     EXPECT_NE(line.find("\"connect\":\"EACCES\""), std::string::npos)
         << "a frontend thread can connect over TCP: it was created outside Landlock\n"
         << line;
+    if (landlock::Abi() >= 6) {
+      EXPECT_NE(line.find("\"abstract\":\"EPERM\""), std::string::npos)
+          << "a frontend thread can reach an abstract unix socket made outside its Landlock "
+             "domain (scopes, ABI 6)\n"
+          << line;
+    }
   }
   EXPECT_GE(threads, 3) << "gRPC, the HTTP server and the broker reader each create threads\n"
                         << output;

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -229,6 +231,38 @@ long PerfEventOpen() {
 long OpenByHandleAt() {
   return syscall(SYS_open_by_handle_at, 0, nullptr, 0);
 }
+// Landlock does not cover readlink either: a symlink's target tells what is where.
+long Readlinkat() {
+  char buf[64];
+  return syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", buf, sizeof buf);
+}
+// SIGTERM is allowed to the process itself only. The target does not exist, so a policy that
+// let the call through would get ESRCH instead of a kill, and no one is signalled.
+long KillOtherSigterm() {
+  return syscall(SYS_kill, INT_MAX, SIGTERM);
+}
+// Read-only does not mean harmless: O_RDONLY | O_CREAT makes a file. (The directory does not
+// exist, so a policy that let the call through would get ENOENT and create nothing.)
+long OpenatCreat() {
+  return syscall(SYS_openat, AT_FDCWD, "/nonexistent-vkms/never", O_RDONLY | O_CREAT, 0600);
+}
+// A process sharing our memory but not our thread group (a vfork-like child) is a fork too.
+int CloneChild(void*) {
+  return 0;
+}
+long CloneVm() {
+  static char stack[64 * 1024] __attribute__((aligned(16)));
+  return clone(CloneChild, stack + sizeof stack, CLONE_VM | SIGCHLD, nullptr);
+}
+// Limits may be read, never set (lowering RLIMIT_CORE to 0 harms nothing if it got through).
+long Prlimit64Set() {
+  struct rlimit lim = {0, 0};
+  return syscall(SYS_prlimit64, 0, RLIMIT_CORE, &lim, nullptr);
+}
+// raise()/abort() only: a thread group that cannot exist, so a regression signals no one.
+long TgkillOther() {
+  return syscall(SYS_tgkill, INT_MAX, INT_MAX, SIGTERM);
+}
 // Allowed calls, to show the policy is not "kill everything".
 // A non-blocking listener made before the policy loads: accept4() reaches the kernel, which
 // answers EAGAIN (nobody is connecting) instead of the policy killing the process.
@@ -252,6 +286,7 @@ const Case kCases[] = {
     {"frontend", "process_vm_writev", Expect::kKilled, 0, ProcessVmWritev},
     {"frontend", "clone", Expect::kKilled, 0, Fork},
     {"frontend", "vfork", Expect::kKilled, 0, Vfork},
+    {"frontend", "clone_vm", Expect::kKilled, 0, CloneVm},
     {"frontend", "socket", Expect::kKilled, 0, SocketInet},
     {"frontend", "socketpair", Expect::kKilled, 0, Socketpair},
     {"frontend", "connect", Expect::kKilled, 0, Connect},
@@ -268,6 +303,8 @@ const Case kCases[] = {
     {"frontend", "unlink", Expect::kKilled, 0, Unlink},
     {"frontend", "mkdir", Expect::kKilled, 0, Mkdir},
     {"frontend", "kill", Expect::kKilled, 0, KillInit},
+    {"frontend", "kill_other", Expect::kKilled, 0, KillOtherSigterm},
+    {"frontend", "tgkill_other", Expect::kKilled, 0, TgkillOther},
     {"frontend", "mmap", Expect::kKilled, 0, MmapExec},
     {"frontend", "mprotect", Expect::kKilled, 0, MprotectExec},
     {"frontend", "rt_sigaction", Expect::kKilled, 0, SigactionSigsys},
@@ -287,6 +324,7 @@ const Case kCases[] = {
     {"frontend", "open_by_handle_at", Expect::kKilled, 0, OpenByHandleAt},
     {"frontend", "open", Expect::kErrno, EACCES, Open},
     {"frontend", "openat", Expect::kErrno, EACCES, OpenatRead},
+    {"frontend", "readlinkat", Expect::kErrno, EACCES, Readlinkat},
     {"frontend", "clone3", Expect::kErrno, ENOSYS, Clone3},
     {"frontend", "getpid", Expect::kAllowed, 0, Getpid},
     {"frontend", "accept", Expect::kKilled, 0, Accept},
@@ -300,6 +338,7 @@ const Case kCases[] = {
     {"broker", "process_vm_writev", Expect::kKilled, 0, ProcessVmWritev},
     {"broker", "clone", Expect::kKilled, 0, Fork},
     {"broker", "vfork", Expect::kKilled, 0, Vfork},
+    {"broker", "clone_vm", Expect::kKilled, 0, CloneVm},
     {"broker", "bind", Expect::kKilled, 0, Bind},
     {"broker", "listen", Expect::kKilled, 0, Listen},
     {"broker", "accept", Expect::kKilled, 0, Accept},
@@ -307,6 +346,7 @@ const Case kCases[] = {
     {"broker", "socket", Expect::kKilled, 0, SocketPacket},
     {"broker", "openat", Expect::kKilled, 0, OpenatWrite},
     {"broker", "openat_trunc", Expect::kKilled, 0, OpenatTrunc},
+    {"broker", "openat_creat", Expect::kKilled, 0, OpenatCreat},
     {"broker", "setuid", Expect::kKilled, 0, Setuid},
     {"broker", "setresuid", Expect::kKilled, 0, Setresuid},
     {"broker", "setgroups", Expect::kKilled, 0, Setgroups},
@@ -327,6 +367,8 @@ const Case kCases[] = {
     {"broker", "io_uring_setup", Expect::kKilled, 0, IoUringSetup},
     {"broker", "prctl", Expect::kKilled, 0, Prctl},
     {"broker", "keyctl", Expect::kKilled, 0, Keyctl},
+    {"broker", "tgkill_other", Expect::kKilled, 0, TgkillOther},
+    {"broker", "prlimit64_set", Expect::kKilled, 0, Prlimit64Set},
     {"broker", "socket_netlink", Expect::kErrno, EAFNOSUPPORT, SocketNetlink},
     {"broker", "socket_netlinkhighbits", Expect::kErrno, EAFNOSUPPORT, SocketNetlinkHighBits},
     {"broker", "clone3", Expect::kErrno, ENOSYS, Clone3},
@@ -349,7 +391,7 @@ class SeccompPolicyTest : public ::testing::TestWithParam<Case> {};
 std::string SyscallOf(const std::string& name) {
   for (const char* suffix :
        {"_trunc", "_netlinkhighbits", "_netlink", "_unix", "_read", "_highbits", "_sigsys_blocked",
-        "_path", "_emptyflag", "_udp", "_raw", "_tcp"}) {
+        "_path", "_emptyflag", "_udp", "_raw", "_tcp", "_set", "_other", "_creat", "_vm"}) {
     size_t pos = name.rfind(suffix);
     if (pos != std::string::npos && pos + strlen(suffix) == name.size()) return name.substr(0, pos);
   }
@@ -495,6 +537,15 @@ TEST(SeccompPolicyInvariants, RulesThatLetSigsysOrExecThroughAreRefused) {
   EXPECT_EQ(CheckInvariants(low), "") << "a rule that can never match SIGSYS is fine";
   Policy exec = {"x", {HandlerExitRule(), Allow("mprotect", {SCMP_A2(SCMP_CMP_LE, PROT_EXEC)})}};
   EXPECT_NE(CheckInvariants(exec).find("PROT_EXEC"), std::string::npos) << CheckInvariants(exec);
+  // "Signals above 64 do not exist" compared on 64 bits: (1 << 32) | SIGSYS is above 64, and the
+  // kernel reads it as SIGSYS.
+  Policy above = {"x", {HandlerExitRule(), Allow("rt_sigaction", {SCMP_A0(SCMP_CMP_GT, 64)})}};
+  EXPECT_NE(CheckInvariants(above).find("other than SIGSYS"), std::string::npos)
+      << CheckInvariants(above);
+  // Read+execute for code is still new executable memory.
+  Policy rx = {"x",
+               {HandlerExitRule(), Allow("mmap", {SCMP_A2(SCMP_CMP_EQ, PROT_READ | PROT_EXEC)})}};
+  EXPECT_NE(CheckInvariants(rx).find("PROT_EXEC"), std::string::npos) << CheckInvariants(rx);
   // Both real policies pass, in every variant.
   EXPECT_EQ(CheckInvariants(FrontendPolicy(1)), "");
   for (bool dns : {false, true}) {

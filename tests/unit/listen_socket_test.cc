@@ -162,6 +162,16 @@ TEST_F(ListenSocketTest, DirectoryOwnedByAnotherUserIsRefused) {
   std::string err;
   EXPECT_FALSE(ListenSocket::Create(run + "/kms.sock", 0660, std::nullopt, &err));
   EXPECT_NE(err.find("belongs to uid 65532"), std::string::npos) << err;
+
+  // Root's own directory below one another uid owns is no safer: that uid can rename it away
+  // and put its own in its place.
+  const std::string safe = run + "/safe";
+  ASSERT_EQ(mkdir(safe.c_str(), 0755), 0);
+  err.clear();
+  EXPECT_FALSE(ListenSocket::Create(safe + "/kms.sock", 0660, std::nullopt, &err));
+  EXPECT_NE(err.find("(above the socket directory " + safe + ") belongs to uid 65532"),
+            std::string::npos)
+      << err;
 }
 
 TEST_F(ListenSocketTest, SymlinkedDirectoryAndUnsafeAncestorsAreRefused) {
