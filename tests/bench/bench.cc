@@ -285,7 +285,7 @@ class RssPeak {
           peak_broker_ = b;
           peak_frontend_ = f;
         }
-        long anon = StatusKb(broker_, "RssAnon");
+        long anon = testing::ProcStatusKb(broker_, "RssAnon");
         if (anon > peak_broker_anon_.load()) peak_broker_anon_ = anon;
         std::this_thread::sleep_for(milliseconds(100));
       }
@@ -500,7 +500,8 @@ int Main(int argc, char** argv) {
   long idle_pss_sum = 0;
   for (auto [name, pid] : {std::pair<const char*, pid_t>{"broker", broker_pid},
                            std::pair<const char*, pid_t>{"frontend", frontend_pid}}) {
-    const long anon = StatusKb(pid, "RssAnon"), file = StatusKb(pid, "RssFile"), pss = PssKb(pid);
+    const long anon = testing::ProcStatusKb(pid, "RssAnon"),
+               file = testing::ProcStatusKb(pid, "RssFile"), pss = PssKb(pid);
     idle_pss_sum = pss > 0 && idle_pss_sum >= 0 ? idle_pss_sum + pss : -1;
     out["rss_kb"][std::string("idle_") + name + "_anon"] = Json::Int64(anon);
     out["rss_kb"][std::string("idle_") + name + "_file"] = Json::Int64(file);

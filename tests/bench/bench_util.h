@@ -34,15 +34,8 @@ inline bool NextFlag(const char* prog, int argc, char** argv, int* i, std::strin
   return true;
 }
 
-// A field of /proc/PID/status in kB ("VmRSS", "RssAnon", "RssFile"), -1 if unreadable.
-inline long StatusKb(pid_t pid, const char* field) {
-  if (pid <= 0) return -1;
-  std::string v = testing::ProcStatusField(pid, field);  // "12345 kB"
-  return v.empty() ? -1 : std::atol(v.c_str());
-}
-
 inline long RssKb(pid_t pid) {
-  return StatusKb(pid, "VmRSS");
+  return testing::ProcStatusKb(pid, "VmRSS");
 }
 
 // "850 us" below 10 ms, "12.3 ms" above.

@@ -68,11 +68,6 @@ std::string Base64(const std::string& bytes) {
   return out;
 }
 
-long StatusKb(pid_t pid, const std::string& field) {
-  std::string value = ProcStatusField(pid, field);  // "20288 kB"
-  return value.empty() ? -1 : std::atol(value.c_str());
-}
-
 std::string DescribeWait(int status) {
   if (status == -1) return "still running";
   if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
@@ -644,7 +639,7 @@ TEST_F(CompromisedFrontendTest, FloodWithoutReadingStaysBounded) {
   ASSERT_TRUE(WaitForEvent("done", seconds(40)));
   // The broker never blocks on a frontend that does not read, so it keeps reading and the
   // flood is not expected to stall it (it used to, wedging the main loop).
-  long hwm = StatusKb(plugin_->pid(), "VmHWM");
+  long hwm = ProcStatusKb(plugin_->pid(), "VmHWM");
   std::cout << "[ observed ] broker peak RSS " << hwm << " kB\n";
   EXPECT_GT(hwm, 0);
   if (kRssIsMeaningful) {
@@ -695,7 +690,7 @@ TEST_F(CompromisedFrontendTest, ValidFloodBeyondTheQueueIsRefusedResourceExhaust
                 code == static_cast<int>(Code::kDeadlineExceeded))
         << "unexpected code " << name;
   }
-  long hwm = StatusKb(plugin_->pid(), "VmHWM");
+  long hwm = ProcStatusKb(plugin_->pid(), "VmHWM");
   std::cout << "[ observed ] broker peak RSS " << hwm << " kB\n";
   if (kRssIsMeaningful) {
     EXPECT_LT(hwm, kMaxBrokerRssKb);
@@ -707,7 +702,7 @@ TEST_F(CompromisedFrontendTest, ValidFloodBeyondTheQueueIsRefusedResourceExhaust
 TEST_F(CompromisedFrontendTest, FloodOfMaximalFramesStaysBounded) {
   Run("flood", {"10000", "65000"});
   ASSERT_TRUE(WaitForEvent("done", seconds(40)));
-  long hwm = StatusKb(plugin_->pid(), "VmHWM");
+  long hwm = ProcStatusKb(plugin_->pid(), "VmHWM");
   std::cout << "[ observed ] broker peak RSS " << hwm << " kB\n";
   EXPECT_GT(hwm, 0);
   if (kRssIsMeaningful) {

@@ -393,6 +393,12 @@ std::string ProcStatusField(pid_t pid, const std::string& field) {
   return "";
 }
 
+long ProcStatusKb(pid_t pid, const std::string& field) {
+  if (pid <= 0) return -1;
+  std::string v = ProcStatusField(pid, field);  // "12345 kB"
+  return v.empty() ? -1 : std::atol(v.c_str());
+}
+
 bool SocketReleased(const std::string& path) {
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) return errno == ENOENT;

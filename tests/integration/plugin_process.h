@@ -143,5 +143,7 @@ std::pair<int, std::string> HttpGet(int port, const std::string& path);
 bool SocketReleased(const std::string& path);
 // One field of /proc/PID/status ("CapEff", "Seccomp", ...), "" if absent.
 std::string ProcStatusField(pid_t pid, const std::string& field);
+// A field of /proc/PID/status in kB ("VmRSS", "RssAnon", "VmHWM", ...), -1 if unreadable.
+long ProcStatusKb(pid_t pid, const std::string& field);
 
 }  // namespace vkms::testing

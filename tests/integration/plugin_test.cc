@@ -486,7 +486,7 @@ TEST_F(PluginTest, FrontendMemoryStaysFlatOverManyCalls) {
   auto plugin = StartPlugin(Options());
   const pid_t fe = plugin->FrontendPid();
   ASSERT_GT(fe, 0);
-  auto anon_kb = [&] { return std::atol(ProcStatusField(fe, "RssAnon").c_str()); };
+  auto anon_kb = [&] { return ProcStatusKb(fe, "RssAnon"); };
   auto serve = [&](int calls_per_thread) {
     std::vector<std::thread> callers;
     std::atomic<int> failed{0};
