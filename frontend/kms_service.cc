@@ -250,12 +250,12 @@ void KmsService::Run() {
 void KmsService::Reap() {
   void* tag = nullptr;
   bool ok = false;
-  const gpr_timespec now = gpr_inf_past(GPR_CLOCK_MONOTONIC);
+  const gpr_timespec no_wait = gpr_inf_past(GPR_CLOCK_MONOTONIC);
   // Only while a Finish is unaccounted for: on an empty queue AsyncNext still arms a futex
   // timeout that has already passed, a timer interrupt and a self wake-up (perf sched: one per
   // call), where a counter costs nothing.
   while (unreaped_.load(std::memory_order_relaxed) > 0 &&
-         finished_->AsyncNext(&tag, &ok, now) == grpc::CompletionQueue::GOT_EVENT) {
+         finished_->AsyncNext(&tag, &ok, no_wait) == grpc::CompletionQueue::GOT_EVENT) {
     unreaped_.fetch_sub(1, std::memory_order_relaxed);
     static_cast<Call*>(tag)->Proceed(ok);  // finishing: frees the call
   }
